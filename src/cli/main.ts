@@ -1,0 +1,59 @@
+/**
+ * The `cbt-harness` command. The only module that reads argv, prints and sets the exit code:
+ * 0 success, 1 a verdict or check failed, 2 bad input or infrastructure error.
+ */
+import { Command, CommanderError } from 'commander';
+import { ImageError } from '../qcow2/index.ts';
+import { DiffOptionError } from '../truth/index.ts';
+import { imageCommand } from './image-commands.ts';
+import { demoCommand } from './demo.ts';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_BAD_INPUT = 2;
+
+/** Raised by commands whose check failed (a verdict, a comparison): exit code 1. */
+export class CheckFailed extends Error {
+  override name = 'CheckFailed';
+}
+
+export function exitCodeFor(error: unknown): number {
+  if (error instanceof CheckFailed) return EXIT_FAILED;
+  return EXIT_BAD_INPUT;
+}
+
+function program(): Command {
+  const p = new Command('cbt-harness')
+    .description('prove whether a change-block-tracking driver tells the truth')
+    .version(process.env.npm_package_version ?? '0.1.0')
+    .showHelpAfterError()
+    .option('--debug', 'print stack traces of errors');
+  p.addCommand(imageCommand());
+  p.addCommand(demoCommand());
+  // Usage errors exit 2, like every other bad input (commander's default would be 1).
+  const exitOverride = (cmd: Command) => {
+    cmd.exitOverride();
+    for (const c of cmd.commands) exitOverride(c);
+  };
+  exitOverride(p);
+  return p;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const debug = argv.includes('--debug');
+  try {
+    await program().parseAsync(argv, { from: 'user' });
+    return EXIT_OK;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // --help and --version end with a zero code; usage errors were already printed.
+      return error.exitCode === 0 ? EXIT_OK : EXIT_BAD_INPUT;
+    }
+    const known = error instanceof ImageError || error instanceof DiffOptionError || error instanceof CheckFailed;
+    const name = (error as Error)?.name ?? 'Error';
+    const message = (error as Error)?.message ?? String(error);
+    process.stderr.write(`cbt-harness: ${known ? '' : 'internal error: '}${name}: ${message}\n`);
+    if (debug || !known) process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
+    return exitCodeFor(error);
+  }
+}

@@ -1,0 +1,74 @@
+/** Test helpers: real qemu-img/qemu-io, temp folders cleaned in teardown, seeded randomness. */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa, type Options } from 'execa';
+
+export const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
+export const CLI = join(ROOT, 'bin/cbt-harness');
+
+export async function tempDir(prefix = 'cbt-test-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+export async function qemuImg(args: string[], options: Options = {}): Promise<string> {
+  const r = await execa('qemu-img', args, options);
+  return String(r.stdout);
+}
+
+/** Run qemu-io commands against an image (each string one -c). */
+export async function qemuIo(image: string, commands: string[], extra: string[] = [], cwd?: string): Promise<void> {
+  const args = [...extra];
+  for (const c of commands) args.push('-c', c);
+  args.push(image);
+  const r = await execa('qemu-io', args, { cwd });
+  // qemu-io exits 0 even when a command fails; a fixture must not silently miss a write.
+  if (/failed|error/i.test(String(r.stdout) + String(r.stderr))) throw new Error(`qemu-io on ${image}: ${r.stdout}${r.stderr}`);
+}
+
+/** Deterministic PRNG (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function randInt(r: () => number, lo: number, hi: number): number {
+  return lo + Math.floor(r() * (hi - lo + 1));
+}
+
+export interface QemuMapEntry {
+  start: number;
+  length: number;
+  depth: number;
+  present: boolean;
+  zero: boolean;
+  data: boolean;
+}
+
+export async function qemuMap(image: string, extra: string[] = []): Promise<QemuMapEntry[]> {
+  return JSON.parse(await qemuImg(['map', '--output=json', ...extra, image], { cwd: dirname(image) })) as QemuMapEntry[];
+}
+
+/** Merge adjacent extents with equal data/zero/depth: the contract's normal form. */
+export function normalizeMap(entries: Array<{ start: number; length: number; data: boolean; zero: boolean; depth: number }>): Array<[number, number, boolean, boolean, number]> {
+  const out: Array<[number, number, boolean, boolean, number]> = [];
+  for (const e of entries) {
+    const last = out.at(-1);
+    if (last && last[0] + last[1] === e.start && last[2] === e.data && last[3] === e.zero && last[4] === e.depth) last[1] += e.length;
+    else out.push([e.start, e.length, e.data, e.zero, e.depth]);
+  }
+  return out;
+}
+
+export async function runCli(args: string[], options: Options = {}): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const r = await execa(CLI, args, { reject: false, ...options });
+  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+}
