@@ -11,6 +11,10 @@ APT_PACKAGES=(
   qemu-utils qemu-system-x86       # qemu-img/qemu-io oracles, QEMU for VMs
   zstd                             # zstd-compressed qcow2 fixtures are made by qemu-img itself; zstd for checks
   python3 make g++                 # node-gyp for the native addon
+  thin-provisioning-tools          # era_restore/era_dump/era_invalidate: dm-era oracles
+  ntfs-3g                          # mkntfs/ntfscp/ntfsinfo/ntfscat: NTFS fixtures and oracles
+  gdisk fdisk                      # sgdisk/sfdisk: partition-table fixtures
+  openssh-server openssh-client    # real sshd for SSH tests
 )
 missing=()
 for entry in "${APT_PACKAGES[@]}"; do

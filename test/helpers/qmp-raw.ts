@@ -91,7 +91,7 @@ export async function withBitmaps(image: string, dir: string, bitmaps: BitmapFix
     q.close();
     await qemu;
   } finally {
-    if (qemu.exitCode === null) qemu.kill('SIGKILL');
-    await qemu.catch(() => {});
+    qemu.kill('SIGKILL');
+    await qemu;
   }
 }

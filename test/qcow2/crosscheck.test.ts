@@ -4,7 +4,7 @@
  */
 import { readFile, symlink, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { mapChain, openImage, readChain } from '../../src/qcow2/index.ts';
 import { exportImage } from '../../src/cli/image-export.ts';
 import { imageInfo } from '../../src/cli/image-commands.ts';
@@ -31,7 +31,7 @@ async function ourMap(path: string, snapshot?: string) {
   }
 }
 
-async function checkAgainstQemu(t: import('ava').ExecutionContext, path: string) {
+async function checkAgainstQemu(t: ExecutionContext, path: string) {
   t.deepEqual(await ourMap(path), normalizeMap(await qemuMap(path)), `map of ${path}`);
   const ours = `${path}.ours.raw`;
   const theirs = `${path}.qemu.raw`;
