@@ -155,3 +155,39 @@ export class MemoryBlockSource implements BlockSource {
 
   async close(): Promise<void> {}
 }
+
+/** A window [offset, offset + length) of another source, addressed from 0 (a partition, a volume). */
+export class SliceBlockSource implements BlockSource {
+  readonly name: string;
+  readonly size: number;
+  readonly identity: string;
+  readonly parent: BlockSource;
+  readonly offset: number;
+
+  constructor(parent: BlockSource, offset: number, length: number, name = `${parent.name}[${offset}+${length}]`) {
+    if (offset < 0 || length < 0 || offset + length > parent.size) {
+      throw new RangeError(`slice ${offset}+${length} lies outside ${parent.name} (${parent.size} bytes)`);
+    }
+    this.parent = parent;
+    this.offset = offset;
+    this.size = length;
+    this.name = name;
+    this.identity = `${parent.identity}[${offset}+${length}]`;
+  }
+
+  async read(buf: Uint8Array, position: number): Promise<number> {
+    if (position >= this.size) return 0;
+    const n = Math.min(buf.length, this.size - position);
+    return this.parent.read(n === buf.length ? buf : buf.subarray(0, n), this.offset + position);
+  }
+
+  /** Closing a slice leaves its parent open. */
+  async close(): Promise<void> {}
+}
+
+/** Read exactly `length` bytes at `position`, zero-filled past the end of the source. */
+export async function readAt(src: BlockSource, position: number, length: number): Promise<Buffer> {
+  const buf = Buffer.alloc(length);
+  await src.read(buf, position);
+  return buf;
+}

@@ -1,6 +1,7 @@
 /**
  * Reading through a backing chain, and block status as `qemu-img map` reports it.
  */
+import type { BlockSource } from './block-source.ts';
 import type { Layer, LayerRun } from './layer.ts';
 
 /** Guest bytes [offset, offset + buf.length) of `layer` with its backing chain; zeros past the end. */
@@ -143,4 +144,23 @@ export async function* mapChain(top: Layer, start = 0, end = top.virtualSize): A
   } finally {
     for (const c of cursors) await c.close();
   }
+}
+
+/**
+ * The guest-visible disk of a layer (with its backing chain) as a BlockSource: what partition
+ * tables, file systems and tracker decoders read. Read-only; closing it closes nothing.
+ */
+export function guestDisk(layer: Layer, name = `${layer.name} (guest disk)`): BlockSource {
+  return {
+    name,
+    size: layer.virtualSize,
+    identity: `guest:${layer.identity}`,
+    async read(buf: Uint8Array, position: number): Promise<number> {
+      if (position >= layer.virtualSize) return 0;
+      const n = Math.min(buf.length, layer.virtualSize - position);
+      await readChain(layer, position, n === buf.length ? buf : buf.subarray(0, n));
+      return n;
+    },
+    async close(): Promise<void> {},
+  };
 }

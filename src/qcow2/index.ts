@@ -1,10 +1,10 @@
-export { FileBlockSource, MemoryBlockSource, hostFileNative, type BlockSource, type HostAllocation } from './block-source.ts';
+export { FileBlockSource, MemoryBlockSource, SliceBlockSource, readAt, hostFileNative, type BlockSource, type HostAllocation } from './block-source.ts';
 export { ImageError, ImageOpenError, Qcow2FormatError, Qcow2UnsupportedError } from './errors.ts';
 export { readHeader, type Qcow2Header, type CompressionType } from './header.ts';
 export type { Layer, LayerRun, RunKind } from './layer.ts';
 export { Qcow2Image, Qcow2Layer } from './qcow2-image.ts';
 export { RawLayer } from './raw-image.ts';
 export { openImage, pathCombine, type OpenOptions, type OpenedImage, type ImageFormat } from './open-image.ts';
-export { readChain, mapChain, RunCursor, type MapExtent } from './chain.ts';
+export { readChain, mapChain, guestDisk, RunCursor, type MapExtent } from './chain.ts';
 export type { SnapshotInfo } from './snapshots.ts';
 export type { BitmapInfo } from './bitmaps.ts';

@@ -1,0 +1,1 @@
+export type { Claim, ClaimState } from './claim.ts';
