@@ -110,6 +110,10 @@ export class Qcow2Image {
       return new Qcow2Layer(this, backing, this.header.l1TableOffset, this.header.l1Size, this.header.virtualSize, 40, null);
     }
     const s = this.findSnapshot(snapshot);
+    const required = Math.ceil(s.virtualSize / this.header.clusterSize / this.l2Entries);
+    if (s.l1Size < required) {
+      throw new Qcow2FormatError(`snapshot ${JSON.stringify(s.name)}: L1 table of ${s.l1Size} entries is too small for its size ${s.virtualSize}`, { image: this.name, offset: s.entryOffset + 8 });
+    }
     return new Qcow2Layer(this, backing, s.l1TableOffset, s.l1Size, s.virtualSize, s.entryOffset, s);
   }
 
@@ -341,6 +345,10 @@ export class Qcow2Layer implements Layer {
     let pos = start;
     while (pos < end) {
       const l1i = Math.floor(pos / perL2);
+      if (l1i >= this.l1Size) {
+        yield* push('unallocated', pos, end, -1, 0, -1);
+        break;
+      }
       const l2 = await this.l2At(l1, l1i);
       const tableEnd = Math.min(end, (l1i + 1) * perL2);
       if (!l2) {
