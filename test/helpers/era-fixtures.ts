@@ -295,3 +295,65 @@ export async function eraDump(path: string): Promise<EraDump> {
   }
   return dump;
 }
+
+/** Every node of the B-tree rooted at `root` (a raw walk, independent of the decoder). */
+export function btreeNodesOf(file: Buffer, root: number): number[] {
+  const out: number[] = [];
+  const todo = [root];
+  while (todo.length > 0) {
+    const b = todo.pop()!;
+    out.push(b);
+    const v = sbView(blockOf(file, b));
+    if (v.getUint32(4, true) === 1) {
+      const n = v.getUint32(16, true);
+      const max = v.getUint32(20, true);
+      for (let i = 0; i < n; i++) todo.push(u64(v, 32 + 8 * max + 8 * i));
+    }
+  }
+  return out;
+}
+
+/** Leaf entries (key, value offset in the file) of the B-tree rooted at `root`. */
+export function btreeEntriesOf(file: Buffer, root: number): Array<{ key: number; leaf: number; valueAt: number }> {
+  const out: Array<{ key: number; leaf: number; valueAt: number }> = [];
+  for (const b of btreeNodesOf(file, root)) {
+    const v = sbView(blockOf(file, b));
+    if (v.getUint32(4, true) !== 2) continue;
+    const n = v.getUint32(16, true);
+    const max = v.getUint32(20, true);
+    const vs = v.getUint32(24, true);
+    for (let i = 0; i < n; i++) out.push({ key: u64(v, 32 + 8 * i), leaf: b, valueAt: b * MD_BLOCK + 32 + 8 * max + vs * i });
+  }
+  return out.sort((a, b) => a.key - b.key);
+}
+
+/** Where each structure of dm-era metadata lives, found by walking the raw bytes. */
+export interface EraLayout {
+  writesetTree: number[];
+  writesets: Array<{ era: number; root: number; nodes: number[]; blocks: number[] }>;
+  current: { root: number; nodes: number[]; blocks: number[] } | null;
+  eraArrayNodes: number[];
+  eraArrayBlocks: number[];
+  spaceMapBitmapRoot: number;
+  spaceMapRefCountRoot: number;
+}
+
+export function eraLayout(file: Buffer): EraLayout {
+  const sb = sbView(blockOf(file, 0));
+  const arrayOf = (root: number) => ({ root, nodes: btreeNodesOf(file, root), blocks: btreeEntriesOf(file, root).map((e) => u64(sbView(file), e.valueAt)) });
+  const treeRoot = u64(sb, 200);
+  const writesets = btreeEntriesOf(file, treeRoot).map((e) => ({ era: e.key, ...arrayOf(u64(sbView(file), e.valueAt + 4)) }));
+  const curRoot = u64(sb, 192);
+  const eraArray = arrayOf(u64(sb, 208));
+  return {
+    writesetTree: btreeNodesOf(file, treeRoot),
+    writesets,
+    current: curRoot === 0 ? null : arrayOf(curRoot),
+    eraArrayNodes: eraArray.nodes,
+    eraArrayBlocks: eraArray.blocks,
+    spaceMapBitmapRoot: u64(sb, 60),
+    spaceMapRefCountRoot: u64(sb, 68),
+  };
+}
+
+export { u64 as readU64At, setU64 as writeU64At };
