@@ -1,1 +1,6 @@
-export type { Claim, ClaimState } from './claim.ts';
+export { claimProblems, type Claim, type ClaimState } from './claim.ts';
+export { DecoderOptionError, DecoderPluginError, requireOption, type Decoder, type DecodeContext, type DecodeVolume, type NtfsAccess, type NtfsFileInfo } from './decoder.ts';
+export { BUILTIN_DECODERS, resolveDecoder, runDecoder } from './registry.ts';
+export { crc32c } from './crc32c.ts';
+export { encodeCbtf, parseCbtfHeader, bitmapFromBlocks, guidToBytes, guidToString, normalizeGuid, cbtfHeaderCrc, CBTF_FLAG_CLEAN, CBTF_FLAG_TRACKING_LOST, CBTF_HEADER_SIZE, type CbtfHeader, type CbtfWriteSpec } from './cbtf/format.ts';
+export { decodeEraMetadata, type EraDecodeResult } from './dm-era/index.ts';

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
 import { makeImage } from '../helpers/images.ts';
-import { normalizeMap, qemuImg, qemuMap, runCli, tempDir } from '../helpers/tools.ts';
+import { normalizeMap, qemuImg, qemuMap, runCli, syncFile, tempDir } from '../helpers/tools.ts';
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -14,6 +14,7 @@ test.before(async () => {
   top = await makeImage(dir, { name: 'top.qcow2', size: 48 * 1024 * 1024, backing: 'base.qcow2', seed: 4, ops: 40 });
   await qemuImg(['snapshot', '-c', 'snap-1', top]);
   await qemuImg(['bitmap', '--add', '-g', '65536', top, 'cbt-0']);
+  await syncFile(top);
 });
 test.after.always(async () => {
   await cleanup?.();

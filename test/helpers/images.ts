@@ -1,6 +1,6 @@
 /** Images made by the real qemu-img/qemu-io with seeded random writes, for cross-checks. */
 import { join } from 'node:path';
-import { qemuImg, qemuIo, randInt, rng } from './tools.ts';
+import { qemuImg, qemuIo, randInt, rng, syncFile } from './tools.ts';
 
 export interface RandomImageSpec {
   name: string;
@@ -91,5 +91,6 @@ export async function makeImage(dir: string, spec: RandomImageSpec): Promise<str
     // Batches keep command lines short.
     for (let i = 0; i < cmds.length; i += 100) await qemuIo(path, cmds.slice(i, i + 100), ['-f', fmt], dir);
   }
+  await syncFile(path);
   return path;
 }

@@ -72,3 +72,11 @@ export async function runCli(args: string[], options: Options = {}): Promise<{ e
   const r = await execa(CLI, args, { reject: false, ...options });
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
+
+/**
+ * fsync an image so its allocated size (st_blocks) is settled: QEMU's metadata-preallocation
+ * heuristic (and ours) reads it, and ext4 delayed allocation changes it until writeback.
+ */
+export async function syncFile(path: string): Promise<void> {
+  await execa('sync', [path]);
+}
