@@ -69,6 +69,8 @@ export class ArrayCursor {
   #queuePos = 0;
   #nextIndex = 0;
   #done = false;
+  /** One batch of array blocks, reused: a block returned by `next()` is valid until the next call. */
+  #buffer: Uint8Array | null = null;
 
   constructor(reader: MetadataBlockReader, root: number, opts: ArrayCursorOptions) {
     this.#reader = reader;
@@ -84,7 +86,10 @@ export class ArrayCursor {
     return this.#maxEntries;
   }
 
-  /** The next block, or null after the last one (having checked the array ended where it should). */
+  /**
+   * The next block, or null after the last one (having checked the array ended where it should).
+   * The block's bytes are only valid until the following call.
+   */
   async next(): Promise<ArrayBlock | null> {
     while (this.#queuePos >= this.#queue.length) {
       if (this.#done) return null;
@@ -127,7 +132,8 @@ export class ArrayCursor {
       locations.push(leaf.view.getUint32(leaf.valueOffset(i) + 4, true) * 0x1_0000_0000 + leaf.view.getUint32(leaf.valueOffset(i), true));
     }
     this.#leafPos = end;
-    const blocks = await this.#reader.readMany(locations, { structure: this.#opts.structure, block: leaf.location });
+    this.#buffer ??= new Uint8Array(this.#batch * METADATA_BLOCK_SIZE);
+    const blocks = await this.#reader.readMany(locations, { structure: this.#opts.structure, block: leaf.location }, this.#buffer);
     for (let k = 0; k < blocks.length; k++) this.#queue.push(this.#validate(blocks[k], locations[k], indexes[k]));
   }
 

@@ -62,31 +62,37 @@ export class MetadataBlockReader {
   /**
    * Several blocks, returned in the order asked. Neighbouring block numbers are fetched with one
    * read (persistent-data allocates array blocks mostly in order), independent runs in parallel.
+   * With `into` (at least `blocks.length` × 4 KiB), the blocks are views into it, so a caller that
+   * reads batch after batch reuses one buffer instead of making garbage.
    */
-  async readMany(blocks: readonly number[], site: CorruptionSite): Promise<Uint8Array[]> {
+  async readMany(blocks: readonly number[], site: CorruptionSite, into?: Uint8Array): Promise<Uint8Array[]> {
     for (const b of blocks) this.check(b, site);
+    const dest = into ?? new Uint8Array(blocks.length * METADATA_BLOCK_SIZE);
+    if (dest.length < blocks.length * METADATA_BLOCK_SIZE) throw new RangeError(`readMany: buffer of ${dest.length} bytes for ${blocks.length} blocks`);
+    // Slots in block-number order: a run of consecutive block numbers lands in consecutive slots.
     const order = blocks.map((b, i) => [b, i] as const).sort((x, y) => x[0] - y[0]);
     const out = new Array<Uint8Array>(blocks.length);
     const jobs: Array<Promise<void>> = [];
+    let slot = 0;
     let i = 0;
     while (i < order.length) {
-      // A run of distinct consecutive block numbers; duplicates share the first copy.
-      let j = i + 1;
-      let distinct = 1;
-      while (j < order.length && distinct < MAX_COALESCED_BLOCKS) {
-        const step = order[j][0] - order[j - 1][0];
-        if (step > 1) break;
-        if (step === 1) distinct++;
+      const first = order[i][0];
+      const firstSlot = slot;
+      let j = i;
+      let distinct = 0;
+      // Take entries while they continue first, first + 1, … (repeats share a slot).
+      while (j < order.length) {
+        const b = order[j][0];
+        if (j === i || b !== order[j - 1][0]) {
+          if (b !== first + distinct || distinct === MAX_COALESCED_BLOCKS) break;
+          distinct++;
+        }
+        const at = (firstSlot + b - first) * METADATA_BLOCK_SIZE;
+        out[order[j][1]] = dest.subarray(at, at + METADATA_BLOCK_SIZE);
         j++;
       }
-      const first = order[i][0];
-      const run = order.slice(i, j);
-      const buf = new Uint8Array(distinct * METADATA_BLOCK_SIZE);
-      jobs.push(
-        this.#fill(buf, first, distinct).then(() => {
-          for (const [b, idx] of run) out[idx] = buf.subarray((b - first) * METADATA_BLOCK_SIZE, (b - first + 1) * METADATA_BLOCK_SIZE);
-        }),
-      );
+      slot += distinct;
+      jobs.push(this.#fill(dest.subarray(firstSlot * METADATA_BLOCK_SIZE, slot * METADATA_BLOCK_SIZE), first, distinct));
       i = j;
     }
     await Promise.all(jobs);
