@@ -1,0 +1,84 @@
+/**
+ * Typed errors of the hosts module. Each names the host (and the file, line and field for
+ * inventory errors) so a user knows where to look.
+ */
+
+/** Base class: something about a host went wrong. `host` is the inventory name. */
+export class HostError extends Error {
+  override name = 'HostError';
+  readonly host: string;
+
+  constructor(host: string, message: string, options?: { cause?: unknown }) {
+    super(`host ${host}: ${message}`, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.host = host;
+  }
+}
+
+/**
+ * The infrastructure failed, not the thing under test: host unreachable, connection lost,
+ * container died, VM did not boot. The scheduler retries such a job on another host.
+ *
+ * Modules that may not import hosts/ (vm/, guest/) can mark their own errors instead by setting
+ * a property `infrastructure: true`; `isInfrastructureError` accepts both.
+ */
+export class InfrastructureError extends HostError {
+  override name = 'InfrastructureError';
+  readonly infrastructure = true;
+}
+
+export function isInfrastructureError(error: unknown): boolean {
+  if (error instanceof InfrastructureError) return true;
+  return typeof error === 'object' && error !== null && (error as { infrastructure?: unknown }).infrastructure === true;
+}
+
+/** A command on a host ran past its time limit (it and its process group were killed). */
+export class CommandTimeoutError extends HostError {
+  override name = 'CommandTimeoutError';
+  readonly timeoutMs: number;
+
+  constructor(host: string, command: string, timeoutMs: number) {
+    super(host, `command timed out after ${timeoutMs} ms and was killed: ${command}`);
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** A host-side operation failed with a result the caller can act on (bad path, file too large…). */
+export class HostOperationError extends HostError {
+  override name = 'HostOperationError';
+}
+
+export interface InventoryErrorOptions {
+  file: string;
+  line?: number | undefined;
+  column?: number | undefined;
+  field?: string | undefined;
+  cause?: unknown;
+}
+
+/** The host inventory file is missing, not YAML, or does not match the schema. Exit code 2. */
+export class InventoryError extends Error {
+  override name = 'InventoryError';
+  readonly file: string;
+  readonly line: number | undefined;
+  readonly column: number | undefined;
+  readonly field: string | undefined;
+
+  constructor(message: string, options: InventoryErrorOptions) {
+    const where = `${options.file}${options.line === undefined ? '' : `:${options.line}${options.column === undefined ? '' : `:${options.column}`}`}`;
+    super(`${where}: ${options.field ? `${options.field}: ` : ''}${message}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.file = options.file;
+    this.line = options.line;
+    this.column = options.column;
+    this.field = options.field;
+  }
+}
+
+/** Building the Docker worker image failed (debootstrap, tar, the engine). */
+export class WorkerImageError extends Error {
+  override name = 'WorkerImageError';
+}
+
+/** The local testbed could not be started or torn down. */
+export class TestbedError extends Error {
+  override name = 'TestbedError';
+}
