@@ -20,7 +20,7 @@ export const ALLOWED: Record<string, string[]> = {
   guest: ['ssh', 'vm', 'qmp'],
   hosts: ['ssh', 'vm', 'qmp', 'guest'],
   scheduler: ['hosts'],
-  scenario: ['qcow2', 'truth', 'cbt', 'verify', 'qmp', 'vm', 'guest', 'ssh', 'hosts', 'scheduler', 'report'],
+  scenario: ['qcow2', 'disk', 'fs/ntfs', 'truth', 'cbt', 'verify', 'qmp', 'vm', 'guest', 'ssh', 'hosts', 'scheduler', 'report'],
   report: ['verify'],
   cli: ['*'],
 };

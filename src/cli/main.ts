@@ -3,6 +3,8 @@
  * 0 success, 1 a verdict or check failed, 2 bad input or infrastructure error.
  */
 import { Command, CommanderError } from 'commander';
+import { cbtCommand, verifyCommand } from './cbt-commands.ts';
+import { CheckFailed } from './errors.ts';
 import { ImageError } from '../qcow2/index.ts';
 import { DiffOptionError } from '../truth/index.ts';
 import { imageCommand } from './image-commands.ts';
@@ -12,10 +14,10 @@ export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
 export const EXIT_BAD_INPUT = 2;
 
-/** Raised by commands whose check failed (a verdict, a comparison): exit code 1. */
-export class CheckFailed extends Error {
-  override name = 'CheckFailed';
-}
+export { CheckFailed };
+
+/** Typed errors of other modules that are bad input (exit 2) and need no stack trace. */
+const KNOWN_ERRORS = new Set(['DecoderOptionError', 'DecoderPluginError', 'VerifyInputError', 'EraOptionError', 'EraMetadataError', 'PartitionTableError', 'NtfsFormatError', 'NtfsNotFoundError']);
 
 export function exitCodeFor(error: unknown): number {
   if (error instanceof CheckFailed) return EXIT_FAILED;
@@ -29,6 +31,8 @@ function program(): Command {
     .showHelpAfterError()
     .option('--debug', 'print stack traces of errors');
   p.addCommand(imageCommand());
+  p.addCommand(cbtCommand());
+  p.addCommand(verifyCommand());
   p.addCommand(demoCommand());
   // Usage errors exit 2, like every other bad input (commander's default would be 1).
   const exitOverride = (cmd: Command) => {
@@ -49,7 +53,7 @@ export async function main(argv: string[]): Promise<number> {
       // --help and --version end with a zero code; usage errors were already printed.
       return error.exitCode === 0 ? EXIT_OK : EXIT_BAD_INPUT;
     }
-    const known = error instanceof ImageError || error instanceof DiffOptionError || error instanceof CheckFailed;
+    const known = error instanceof ImageError || error instanceof DiffOptionError || error instanceof CheckFailed || KNOWN_ERRORS.has((error as Error)?.name);
     const name = (error as Error)?.name ?? 'Error';
     const message = (error as Error)?.message ?? String(error);
     process.stderr.write(`cbt-harness: ${known ? '' : 'internal error: '}${name}: ${message}\n`);
