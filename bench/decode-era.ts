@@ -6,8 +6,8 @@
  * ~1.4 % of the volume each, in clustered extents), a committed current writeset (era 121), and an
  * era array where ~70 % of the blocks carry an era from 1 to 100. Built by `era_restore` from XML
  * streamed to a file (the XML is deleted afterwards); cached under .cache/bench/ (delete the
- * folder to rebuild). Each tool runs in its own child process: the decoder reports
- * `process.resourceUsage().maxRSS`, era_invalidate runs under `/usr/bin/time -v`. The claims are
+ * folder to rebuild). Each tool runs in its own child process under `/usr/bin/time -v` (peak RSS);
+ * the decoder's child also reports `process.resourceUsage().maxRSS` and its in-process time. The claims are
  * checked equal (decoder = era_invalidate ∪ current writeset) before any figure is printed.
  *
  * Usage: node bench/decode-era.ts [--repeat N] [--since a,b]
@@ -165,12 +165,16 @@ interface Sample {
 
 async function runDecoder(since: number): Promise<Sample & { digest: ReturnType<typeof digest> }> {
   const { execa } = await import('execa');
-  const node = process.execPath;
+  // Under /usr/bin/time like era_invalidate: on Linux an exec'd child inherits the forking
+  // process's RSS high-water mark, so forking node straight from this (large) process would
+  // inflate the child's maxRSS.
   const t0 = performance.now();
-  const r = await execa(node, ['--disable-warning=ExperimentalWarning', join(ROOT, 'bench/decode-era.ts'), '--child', META, String(since)]);
+  const r = await execa('/usr/bin/time', ['-v', process.execPath, '--disable-warning=ExperimentalWarning', join(ROOT, 'bench/decode-era.ts'), '--child', META, String(since)]);
   const wallMs = performance.now() - t0;
+  const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(String(r.stderr));
+  if (!rss) throw new Error(`no RSS in /usr/bin/time output: ${r.stderr}`);
   const j = JSON.parse(String(r.stdout)) as { ms: number; maxRssKiB: number; baselineRssKiB: number; blocks: number; runs: number; sha: string };
-  return { wallMs, innerMs: j.ms, rssMiB: j.maxRssKiB / 1024, baselineMiB: j.baselineRssKiB / 1024, digest: { blocks: j.blocks, runs: j.runs, sha: j.sha } };
+  return { wallMs, innerMs: j.ms, rssMiB: Math.max(j.maxRssKiB, Number(rss[1])) / 1024, baselineMiB: j.baselineRssKiB / 1024, digest: { blocks: j.blocks, runs: j.runs, sha: j.sha } };
 }
 
 async function runInvalidate(since: number): Promise<Sample & { runs: BlockRun[] }> {
@@ -197,7 +201,9 @@ async function main(): Promise<void> {
   const b = await build();
   console.log(`metadata: 2 TiB volume, 64 KiB blocks (${NR_BLOCKS} blocks), ${ARCHIVED.length} archived writesets + current, era array ~70 % populated`);
   console.log(`  built from ${(b.xmlBytes / 2 ** 20).toFixed(0)} MiB of XML: generated in ${b.xmlSeconds.toFixed(1)} s, era_restore ${b.restoreSeconds.toFixed(1)} s; metadata file ${(b.metadataBytes / 2 ** 20).toFixed(0)} MiB (cached in ${DIR})`);
-  await readFile(META); // warm the page cache for both tools
+  // Warm the page cache for both tools (in a child: a read here would grow this process's RSS).
+  const { execa } = await import('execa');
+  await execa('cat', [META], { stdout: 'ignore' });
   for (const since of sinces) {
     const ours: Array<Awaited<ReturnType<typeof runDecoder>>> = [];
     const theirs: Array<Awaited<ReturnType<typeof runInvalidate>>> = [];

@@ -227,7 +227,7 @@ async function decodeInto(reader: MetadataBlockReader, result: EraDecodeResult, 
   const tree = await readWritesetTree(reader, roots.writesetTreeRoot, currentEra);
   const claimedCount = 1 + tree.filter((w) => w.era >= since).length + (roots.current && currentEra >= since ? 1 : 0);
   const batch = Math.max(1, Math.min(64, Math.floor(READ_BUDGET / (claimedCount * METADATA_BLOCK_SIZE))));
-  const archived = tree.map((w) => new WritesetSource(reader, w, `writeset for era ${w.era}`, w.era >= since, nrBlocks, w.era >= since ? batch : 8));
+  const archived = tree.map((w) => new WritesetSource(reader, w, `writeset for era ${w.era}`, w.era >= since, nrBlocks, w.era >= since ? batch : 64));
   result.eras.archived = archived.map((s) => s.summary);
   const current = roots.current ? new WritesetSource(reader, { era: currentEra, ...roots.current }, `current writeset (era ${currentEra})`, currentEra >= since, nrBlocks, batch) : null;
   result.eras.current = current?.summary ?? null;
@@ -235,7 +235,8 @@ async function decodeInto(reader: MetadataBlockReader, result: EraDecodeResult, 
   result.eras.eraArray = eraArray.summary;
 
   // 4. Writesets outside the claim are still read in full: damage anywhere makes the metadata
-  //    untrustworthy (era_invalidate refuses it too). One at a time, so memory stays flat.
+  //    untrustworthy (era_invalidate refuses it too). One at a time (a full 64-block batch each),
+  //    so memory stays flat.
   const claiming: WritesetSource[] = [];
   for (const ws of current ? [...archived, current] : archived) {
     if (ws.summary.claimed) claiming.push(ws);
