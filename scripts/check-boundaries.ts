@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 /** folder → folders it may import from (its own folder is always allowed). */
 export const ALLOWED: Record<string, string[]> = {
   qcow2: [],
+  config: [],
   disk: ['qcow2'],
   'fs/ntfs': ['qcow2'],
   truth: ['qcow2'],
@@ -18,10 +19,10 @@ export const ALLOWED: Record<string, string[]> = {
   ssh: [],
   vm: ['qmp'],
   guest: ['ssh', 'vm', 'qmp'],
-  hosts: ['ssh', 'vm', 'qmp', 'guest'],
+  hosts: ['ssh', 'vm', 'qmp', 'guest', 'config'],
   scheduler: ['hosts'],
-  scenario: ['qcow2', 'disk', 'fs/ntfs', 'truth', 'cbt', 'verify', 'qmp', 'vm', 'guest', 'ssh', 'hosts', 'scheduler', 'report'],
-  report: ['verify'],
+  scenario: ['config', 'qcow2', 'disk', 'fs/ntfs', 'truth', 'cbt', 'verify', 'qmp', 'vm', 'guest', 'ssh', 'hosts', 'scheduler', 'report'],
+  report: ['verify', 'config'],
   cli: ['*'],
 };
 
