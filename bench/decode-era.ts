@@ -196,6 +196,7 @@ async function main(): Promise<void> {
   if (args[0] === '--child') return child(args[1], Number(args[2]));
   const repeat = Number(args[args.indexOf('--repeat') + 1] || 0) || 3;
   const sinces = (args.includes('--since') ? args[args.indexOf('--since') + 1] : '50,111').split(',').map(Number);
+  if (!existsSync('/usr/bin/time')) throw new Error('bench:decode measures peak RSS with /usr/bin/time -v: apt-get install time');
   const { unionRuns } = await import('../test/helpers/era-fixtures.ts');
   const { median } = await import('./util.ts');
   const b = await build();
