@@ -23,14 +23,26 @@ export const LABEL_LEASE = `${HARNESS_LABEL}.lease`;
 
 export class DockerExecutor extends ShellExecutor {
   declare readonly spec: DockerHostSpec;
-  readonly docker: Docker;
+  private client: Docker | null;
   private service: Promise<DockerTransport> | null = null;
   private serviceId: string | null = null;
   private kvm: boolean | null = null;
 
   constructor(spec: DockerHostSpec, options: ExecutorOptions & { docker?: Docker }) {
     super(spec, options);
-    this.docker = options.docker ?? dockerClient(spec.docker, { timeoutMs: 120_000 });
+    this.client = options.docker ?? null;
+  }
+
+  /** The engine client, made on first use (TLS files are read then: a missing one fails this host only). */
+  get docker(): Docker {
+    if (!this.client) {
+      try {
+        this.client = dockerClient(this.spec.docker, { timeoutMs: 120_000 });
+      } catch (error) {
+        throw new InfrastructureError(this.name, `cannot set up the engine connection ${describeDocker(this.spec.docker)}: ${(error as Error).message}`, { cause: error });
+      }
+    }
+    return this.client;
   }
 
   protected get workdir(): string {
@@ -55,9 +67,10 @@ export class DockerExecutor extends ShellExecutor {
   }
 
   private async checkEngine(signal?: AbortSignal): Promise<void> {
+    const docker = this.docker;
     try {
       signal?.throwIfAborted();
-      await this.docker.ping();
+      await docker.ping();
     } catch (error) {
       throw this.infra('engine unreachable', error);
     }

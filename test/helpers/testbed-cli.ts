@@ -1,0 +1,25 @@
+/**
+ * Runs `cbt-harness hosts|testbed …` as a child process: the real CLI when its main.ts registers
+ * these commands, else a launcher with the same contract (exit 0 / 1 check failed / 2 bad input)
+ * around the same command objects, so tests do not depend on the registration order of work.
+ */
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { CLI } from './tools.ts';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const NODE = process.execPath;
+let registered: Promise<boolean> | undefined;
+
+async function cliHasHosts(): Promise<boolean> {
+  const r = await execa(CLI, ['hosts', '--help'], { reject: false });
+  return r.exitCode === 0 && String(r.stdout).includes('check');
+}
+
+export async function runHostsCli(args: string[], options: { timeoutMs?: number } = {}): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  registered ??= cliHasHosts();
+  const [cmd, argv] = (await registered) ? [CLI, args] : [NODE, ['--disable-warning=ExperimentalWarning', join(here, 'testbed-cli-main.ts'), ...args]];
+  const r = await execa(cmd, argv, { reject: false, timeout: options.timeoutMs ?? 120_000 });
+  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+}
