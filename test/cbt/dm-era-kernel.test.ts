@@ -10,8 +10,18 @@ import { join } from 'node:path';
 import test from 'ava';
 import { MemoryBlockSource } from '../../src/qcow2/index.ts';
 import { decodeEraMetadata } from '../../src/cbt/dm-era/index.ts';
-import { eraDump, eraInvalidate, runsOf, unionRuns } from '../helpers/era-fixtures.ts';
-import { KERNEL_BLOCK_SECTORS, KERNEL_METADATA_SNAP, KERNEL_NR_BLOCKS, KERNEL_WRITES, kernelEraMetadata } from '../helpers/era-kernel-fixtures.ts';
+import { eraDump, eraInvalidate, eraLayout, runsOf, unionRuns } from '../helpers/era-fixtures.ts';
+import {
+  KERNEL_BLOCK_SECTORS,
+  KERNEL_LARGE_BLOCK_SECTORS,
+  KERNEL_LARGE_NR_BLOCKS,
+  KERNEL_LARGE_WRITES,
+  KERNEL_METADATA_SNAP,
+  KERNEL_NR_BLOCKS,
+  KERNEL_WRITES,
+  kernelEraMetadata,
+  kernelEraMetadataLarge,
+} from '../helpers/era-kernel-fixtures.ts';
 import { tempDir } from '../helpers/tools.ts';
 
 let dir: string;
@@ -77,3 +87,27 @@ for (const mode of ['crash', 'clean'] as const) {
     t.deepEqual(unionRuns(r.blocks), written(1, 3));
   });
 }
+
+test('larger kernel run (524 288 blocks, 8 eras, power cut during era 8): exact for every since', async (t) => {
+  const bytes = kernelEraMetadataLarge();
+  const path = join(dir, 'meta-large');
+  await writeFile(path, bytes);
+  t.true(eraLayout(bytes).eraArrayNodes.length > 1, 'the era array B-tree has an internal node');
+  const src = new MemoryBlockSource('large', bytes);
+  const writtenLarge = (from: number, to = 8) => {
+    const blocks = new Set<number>();
+    for (let era = Math.max(1, from); era <= to; era++) for (const b of KERNEL_LARGE_WRITES[era]) blocks.add(b);
+    return runsOf([...blocks].sort((a, b) => a - b));
+  };
+  for (let since = 0; since <= 9; since++) {
+    const r = await decodeEraMetadata(src, { since, chunkBlocks: since % 2 ? 4096 : undefined });
+    t.is(r.state, 'valid', r.reason ?? '');
+    t.deepEqual(r.blocks, since === 0 ? [[0, KERNEL_LARGE_NR_BLOCKS]] : writtenLarge(since), `since=${since}`);
+    if (since > 0) t.deepEqual(await eraInvalidate(path, since), since > 7 ? [] : writtenLarge(since, 7), `since=${since}: era_invalidate misses era 8`);
+  }
+  const r = await decodeEraMetadata(src, { since: 1 });
+  t.like(r, { blockSizeBytes: KERNEL_LARGE_BLOCK_SECTORS * 512, nrBlocks: KERNEL_LARGE_NR_BLOCKS, currentEra: 8, metadataSnap: null });
+  t.like(r.eras.current, { era: 8, setBits: KERNEL_LARGE_WRITES[8].length });
+  t.deepEqual(r.eras.archived, []);
+  t.like(r.eras.eraArray, { maxEra: 7 });
+});
