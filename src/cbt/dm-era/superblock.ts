@@ -62,8 +62,9 @@ export interface EraSuperblock {
 
 /** True when the block is all zeroes: dm-era formats such a device instead of opening it. */
 export function isAllZero(bytes: Uint8Array): boolean {
-  const words = new BigUint64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 3);
-  for (let i = 0; i < words.length; i++) if (words[i] !== 0n) return false;
+  if (bytes.byteOffset % 4 !== 0 || bytes.byteLength % 4 !== 0) return bytes.every((x) => x === 0);
+  const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
+  for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false;
   return true;
 }
 
