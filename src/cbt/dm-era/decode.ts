@@ -210,8 +210,8 @@ async function decodeInto(reader: MetadataBlockReader, result: EraDecodeResult, 
   }
   reader.narrowLimit(sb.spaceMap.nrBlocks, 'the metadata space map');
 
-  // 2. Which roots: live, or the snapshot copy (only its two roots are maintained, dm-era-target.c
-  //    `struct superblock_disk`; era_invalidate also takes nr_blocks from it).
+  // 2. Which roots: live, or the snapshot copy (only its two roots stay maintained, dm-era-target.c
+  //    `struct superblock_disk`; its nr_blocks and current_era are those of the snapshot's time).
   let roots: { writesetTreeRoot: number; eraArrayRoot: number; nrBlocks: number; currentEra: number; current: WritesetRef | null };
   if (opts.metadataSnapshot) {
     if (sb.metadataSnap === null) throw new MetadataCorruptError({ structure: 'superblock', block: 0 }, 'no metadata snapshot is held (metadata_snap is 0)');

@@ -92,7 +92,12 @@ export class ArrayCursor {
    */
   async next(): Promise<ArrayBlock | null> {
     while (this.#queuePos >= this.#queue.length) {
-      if (this.#done) return null;
+      if (this.#done) {
+        // Ended: let the batch buffer go (a caller may keep many finished cursors).
+        this.#buffer = null;
+        this.#queue = [];
+        return null;
+      }
       await this.#fillQueue();
     }
     return this.#queue[this.#queuePos++];
