@@ -15,6 +15,7 @@ APT_PACKAGES=(
   ntfs-3g                          # mkntfs/ntfscp/ntfsinfo/ntfscat: NTFS fixtures and oracles
   gdisk fdisk                      # sgdisk/sfdisk: partition-table fixtures
   openssh-server openssh-client    # real sshd for SSH tests
+  time                             # /usr/bin/time -v: peak RSS of reference tools in benchmarks
 )
 missing=()
 for entry in "${APT_PACKAGES[@]}"; do
