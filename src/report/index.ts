@@ -6,3 +6,9 @@ export { blockMap, encodeCells, decodeCells, type BlockMapInput } from './block-
 export { RunRecorder, epochRecord, computeTotals, hostInfo, deriveStatus, clip, MAX_TEXT, type EpochInput, type JobEnd, type RunRecorderOptions } from './recorder.ts';
 export { silentLogger, type Reporter, type ReportLogger, type LogFields } from './reporter.ts';
 export { Multiplexer, type ReporterFailure } from './multiplexer.ts';
+export { createReporters, REPORTER_NAMES, REPORT_FILES, type ReporterName, type CreateReportersOptions, type CreatedReporters } from './create-reporters.ts';
+export { TerminalReporter, summaryTable, type TerminalReporterOptions, type TextStream } from './terminal.ts';
+export { JunitReporter, junitXml, failureSummary } from './junit.ts';
+export { JsonReporter } from './json-reporter.ts';
+export { HtmlReporter, renderHtml, esc as escapeHtml } from './html.ts';
+export { emptyMetrics, addJob, addEpoch, mergeMetrics, groupMetrics, resyncRate, missedRate, overReportRatio, buildOf, driverOf, worstVerdict, type Metrics } from './metrics.ts';
