@@ -12,6 +12,7 @@ import { decodeCells } from './block-map.ts';
 import type { Reporter } from './reporter.ts';
 import type { BlockMap, EpochRecord, JobRecord, RunRecord, TimelineEvent } from './run-record.ts';
 import { buildOf, driverOf, formatDuration, formatPercent, formatRatio, groupMetrics, overReportRatio, resyncRate, worstVerdict, type Metrics } from './metrics.ts';
+import { asExpected, runOutcome } from './recorder.ts';
 import { writeFileAtomic } from './write-file.ts';
 
 /** Timeline rows shown per job (the full timeline is in the record and the artifact). */
@@ -47,7 +48,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .charts{display:flex;flex-wrap:wrap;gap:16px}.chart{background:#fff;border:1px solid var(--line);border-radius:6px;padding:8px}
 .chart h3{margin:0 0 4px}
 details.job{background:#fff;border:1px solid var(--line);border-left:5px solid var(--exact);border-radius:4px;margin:6px 0;padding:4px 10px}
-details.job.failed{border-left-color:var(--missed)}details.job.infra-error{border-left-color:var(--infra)}
+details.job.unexpected{border-left-color:var(--missed)}details.job.infra-error{border-left-color:var(--infra)}
 details.job>summary{cursor:pointer;display:flex;gap:12px;align-items:baseline;flex-wrap:wrap}
 details.job>summary .id{font-weight:600}
 .pill{display:inline-block;border-radius:3px;padding:0 6px;font-size:12px;font-weight:600}
@@ -76,13 +77,15 @@ function card(n: string | number, label: string, bad = false, id?: string): stri
 
 function summary(record: RunRecord): string {
   const t = record.totals;
-  const state = t.infraErrors && !t.failed ? 'infra' : t.failed || t.unexpectedMissed ? 'failed' : 'passed';
+  const outcome = runOutcome(record);
+  const state = outcome === 'passed' && !t.unexpectedMissed ? 'passed' : outcome === 'infra-error' && !t.unexpectedMissed ? 'infra' : 'failed';
   const label = state === 'passed' ? 'PASSED' : state === 'failed' ? 'FAILED' : 'INFRASTRUCTURE ERRORS';
   return `<header>
 <h1>cbt-harness run <span class="mono" id="run-id">${esc(record.runId)}</span> <span class="banner ${state}" id="run-status">${label}</span></h1>
 <div class="meta">started ${esc(record.startedAt)} · duration ${esc(formatDuration(record.durationMs))} · seed ${esc(record.seed)} · harness ${esc(record.harness.version)}${record.config ? ` · config ${esc(record.config.name)}` : ''}${record.cancelled ? ' · <b>cancelled</b>' : ''}${record.labels ? Object.entries(record.labels).map(([k, v]) => ` · ${esc(k)}=${esc(v)}`).join('') : ''}</div>
 <div class="summary" id="summary">
 ${card(t.jobs, 'jobs', false, 'count-jobs')}${card(t.passed, 'passed', false, 'count-passed')}${card(t.failed, 'failed', t.failed > 0, 'count-failed')}${card(t.infraErrors, 'infrastructure errors', false, 'count-infra')}${card(t.epochs, 'epochs', false, 'count-epochs')}
+${t.expectedFailures || t.unexpectedPasses ? card(`${t.expectedFailures}/${t.expectedFailures + t.unexpectedPasses}`, t.unexpectedPasses ? `known-bad caught (${t.unexpectedPasses} NOT CAUGHT)` : 'known-bad caught', t.unexpectedPasses > 0, 'count-known-bad') : ''}
 ${card(t.verdicts.MISSED, t.unexpectedMissed === t.verdicts.MISSED ? 'MISSED' : `MISSED (${t.verdicts.MISSED - t.unexpectedMissed} expected)`, t.unexpectedMissed > 0, 'count-missed')}${card(t.verdicts.RESYNC, 'RESYNC', false, 'count-resync')}${card(t.verdicts.SUPERSET, 'SUPERSET', false, 'count-superset')}${card(t.verdicts.EXACT, 'EXACT', false, 'count-exact')}
 </div>
 </header>`;
@@ -273,8 +276,10 @@ function jobSection(job: JobRecord, i: number): string {
   const epochs = job.epochs.length
     ? `<h3>Epochs</h3><div class="legend"><span><i style="background:#1565c0"></i>changed</span><span><i style="background:${COLORS.RESYNC}"></i>extra (claimed, unchanged)</span><span><i style="background:${COLORS.MISSED}"></i>missed</span></div><table class="epochs"><thead><tr><th>epoch</th><th>verdict</th><th>expected</th><th>changed</th><th>claimed</th><th>missed</th><th>extra</th><th>block bytes</th><th>over-report</th><th>claim</th><th>first missed ranges (blocks)</th></tr></thead><tbody>${job.epochs.map(epochRow).join('')}</tbody></table>`
     : '';
-  return `<details class="job ${job.status}" id="job-${i}"${missed ? ' data-missed=""' : ''} data-job-id="${esc(job.id)}">
-<summary><span class="pill ${job.status === 'passed' ? 'v-EXACT' : job.status === 'failed' ? 'v-MISSED' : 'v-infra'}">${esc(job.status)}</span><span class="id">${esc(job.id)}</span><span>${esc(buildOf(job))}</span><span>${esc(driverOf(job))}</span>${verdicts}<span class="meta">${esc(formatDuration(job.durationMs))}</span></summary>
+  const ok = asExpected(job);
+  const label = job.expectedStatus === 'failed' ? (ok ? 'failed as it must' : job.status === 'passed' ? 'NOT CAUGHT' : job.status) : job.status;
+  return `<details class="job ${job.status}${ok === false ? ' unexpected' : ''}" id="job-${i}"${missed ? ' data-missed=""' : ''} data-job-id="${esc(job.id)}">
+<summary><span class="pill ${ok ? 'v-EXACT' : ok === false ? 'v-MISSED' : 'v-infra'}">${esc(label)}</span><span class="id">${esc(job.id)}</span><span>${esc(buildOf(job))}</span><span>${esc(driverOf(job))}</span>${verdicts}<span class="meta">${esc(formatDuration(job.durationMs))}</span></summary>
 ${job.error ? `<p class="err">${esc(job.error)}</p>` : ''}
 <table class="facts">${factRows}</table>
 ${attempts}
@@ -294,7 +299,7 @@ export function renderHtml(record: RunRecord): string {
 <meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${esc(`cbt-harness ${record.runId}: ${t.failed || t.unexpectedMissed ? 'FAILED' : 'passed'}`)}</title>
+<title>${esc(`cbt-harness ${record.runId}: ${runOutcome(record) === 'failed' || t.unexpectedMissed ? 'FAILED' : runOutcome(record) === 'infra-error' ? 'infrastructure errors' : 'passed'}`)}</title>
 <style>${CSS}</style>
 </head>
 <body>
@@ -315,7 +320,8 @@ ${order.map(([j, i]) => jobSection(j, i)).join('\n')}
 }
 
 function rank(j: JobRecord): number {
-  return j.status === 'failed' ? 0 : j.status === 'infra-error' ? 1 : 2;
+  const ok = asExpected(j);
+  return ok === false ? 0 : ok === null ? 1 : 2;
 }
 
 export class HtmlReporter implements Reporter {

@@ -69,7 +69,8 @@ function caseName(j: JobRecord): string {
 }
 
 function systemOut(j: JobRecord): string {
-  const lines = [`job ${j.id} on ${j.host ? `${j.host.name} (${j.host.type})` : 'no host'}${j.accel ? `, accel ${j.accel.used}${j.accel.reason ? ` (${j.accel.reason})` : ''}` : ''}, seed ${j.seed}`];
+  const lines = j.expectedStatus === 'failed' && j.status === 'failed' ? [`known-bad tracker failed as it must: ${failureSummary(j).message}`] : [];
+  lines.push(`job ${j.id} on ${j.host ? `${j.host.name} (${j.host.type})` : 'no host'}${j.accel ? `, accel ${j.accel.used}${j.accel.reason ? ` (${j.accel.reason})` : ''}` : ''}, seed ${j.seed}`);
   for (const e of j.epochs) lines.push(epochLine(e));
   for (const s of j.steps) if (!s.ok) lines.push(`step ${s.index} ${s.kind} failed${s.allowFailure ? ' (allowed)' : ''}: ${s.error ?? ''}`);
   for (const a of j.attempts) if (a.outcome !== 'ok') lines.push(`attempt ${a.attempt} on ${a.host}: ${a.outcome}${a.error ? `: ${a.error}` : ''}`);
@@ -78,6 +79,12 @@ function systemOut(j: JobRecord): string {
   let text = lines.join('\n');
   if (text.length > MAX_SYSTEM_OUT) text = `${text.slice(0, MAX_SYSTEM_OUT)}\n…(cut)`;
   return text;
+}
+
+/** What CI sees: a known-bad job that failed passes; one that passed is a failure. */
+export function junitOutcome(j: JobRecord): 'pass' | 'failure' | 'error' {
+  if (j.status === 'infra-error') return 'error';
+  return j.status === (j.expectedStatus ?? 'passed') ? 'pass' : 'failure';
 }
 
 function testcase(j: JobRecord): XmlElement {
@@ -92,9 +99,13 @@ function testcase(j: JobRecord): XmlElement {
       ['seed', j.seed],
       ['repeat', j.repeat],
       ['verdicts', j.epochs.map((e) => e.verdict).join(',')],
+      ['expected.status', j.expectedStatus],
     ]),
   ];
-  if (j.status === 'failed') {
+  if (j.expectedStatus === 'failed' && j.status === 'passed') {
+    const message = 'known-bad tracker passed: the harness did not catch it';
+    children.push(el('failure', { message, type: 'not-caught' }, [[message, ...j.epochs.map(epochLine)].join('\n')]));
+  } else if (j.status === 'failed' && j.expectedStatus !== 'failed') {
     const f = failureSummary(j);
     const detail = [f.message, ...j.epochs.filter((e) => !e.acceptable).flatMap((e) => [epochLine(e), rangesText(e)].filter(Boolean)), j.error ? `error: ${j.error}` : ''].filter(Boolean).join('\n');
     children.push(el('failure', { message: f.message, type: f.type }, [detail]));
@@ -116,8 +127,8 @@ export function junitXml(record: RunRecord): string {
   const suites: XmlElement[] = [];
   let id = 0;
   for (const [name, jobs] of byScenario) {
-    const failures = jobs.filter((j) => j.status === 'failed').length;
-    const errors = jobs.filter((j) => j.status === 'infra-error').length;
+    const failures = jobs.filter((j) => junitOutcome(j) === 'failure').length;
+    const errors = jobs.filter((j) => junitOutcome(j) === 'error').length;
     const first = jobs.reduce((a, b) => (a.startedAt <= b.startedAt ? a : b));
     const time = jobs.reduce((s, j) => s + j.durationMs, 0);
     suites.push(
@@ -134,7 +145,8 @@ export function junitXml(record: RunRecord): string {
     );
   }
   const t = record.totals;
-  return renderXml(el('testsuites', { name: `cbt-harness run ${record.runId}`, tests: t.jobs, failures: t.failed, errors: t.infraErrors, skipped: 0, time: seconds(record.durationMs), timestamp: timestamp(record.startedAt) }, suites));
+  const failures = record.jobs.filter((j) => junitOutcome(j) === 'failure').length;
+  return renderXml(el('testsuites', { name: `cbt-harness run ${record.runId}`, tests: t.jobs, failures, errors: t.infraErrors, skipped: 0, time: seconds(record.durationMs), timestamp: timestamp(record.startedAt) }, suites));
 }
 
 export class JunitReporter implements Reporter {

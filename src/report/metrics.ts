@@ -13,6 +13,8 @@ export interface Metrics {
   passed: number;
   failed: number;
   infraErrors: number;
+  /** Jobs that did not end as they should (failed, or a known-bad tracker that passed). */
+  unexpectedOutcomes: number;
   epochs: number;
   verdicts: VerdictCounts;
   unexpectedMissed: number;
@@ -23,13 +25,13 @@ export interface Metrics {
 }
 
 export function emptyMetrics(): Metrics {
-  return { jobs: 0, passed: 0, failed: 0, infraErrors: 0, epochs: 0, verdicts: { EXACT: 0, SUPERSET: 0, RESYNC: 0, MISSED: 0 }, unexpectedMissed: 0, changedBlocks: 0, claimedBlocks: 0, missedBlocks: 0 };
+  return { jobs: 0, passed: 0, failed: 0, infraErrors: 0, unexpectedOutcomes: 0, epochs: 0, verdicts: { EXACT: 0, SUPERSET: 0, RESYNC: 0, MISSED: 0 }, unexpectedMissed: 0, changedBlocks: 0, claimedBlocks: 0, missedBlocks: 0 };
 }
 
-export function addEpoch(m: Metrics, e: EpochRecord): void {
+export function addEpoch(m: Metrics, e: EpochRecord, job: Pick<JobRecord, 'expectedStatus'> = {}): void {
   m.epochs++;
   m.verdicts[e.verdict]++;
-  if (e.verdict === 'MISSED' && !e.expected.includes('MISSED')) m.unexpectedMissed++;
+  if (e.verdict === 'MISSED' && !e.expected.includes('MISSED') && job.expectedStatus !== 'failed') m.unexpectedMissed++;
   if (e.claim.state === 'valid') {
     m.changedBlocks += e.changedBlocks;
     m.claimedBlocks += e.claimedBlocks;
@@ -42,7 +44,8 @@ export function addJob(m: Metrics, j: JobRecord): void {
   if (j.status === 'passed') m.passed++;
   else if (j.status === 'failed') m.failed++;
   else m.infraErrors++;
-  for (const e of j.epochs) addEpoch(m, e);
+  if (j.status !== 'infra-error' && j.status !== (j.expectedStatus ?? 'passed')) m.unexpectedOutcomes++;
+  for (const e of j.epochs) addEpoch(m, e, j);
 }
 
 export function mergeMetrics(into: Metrics, m: Metrics): void {
@@ -50,6 +53,7 @@ export function mergeMetrics(into: Metrics, m: Metrics): void {
   into.passed += m.passed;
   into.failed += m.failed;
   into.infraErrors += m.infraErrors;
+  into.unexpectedOutcomes += m.unexpectedOutcomes;
   into.epochs += m.epochs;
   for (const v of ['EXACT', 'SUPERSET', 'RESYNC', 'MISSED'] as const) into.verdicts[v] += m.verdicts[v];
   into.unexpectedMissed += m.unexpectedMissed;

@@ -98,17 +98,44 @@ export function epochRecord(result: VerifyResult, input: EpochInput): EpochRecor
   return e;
 }
 
+/** A MISSED that neither the scenario nor the job (a known-bad tracker) expected: data loss. */
+export function isUnexpectedMissed(job: Pick<JobRecord, 'expectedStatus'>, e: EpochRecord): boolean {
+  return e.verdict === 'MISSED' && !e.expected.includes('MISSED') && job.expectedStatus !== 'failed';
+}
+
+/**
+ * Whether a job ended as it should: `passed`, or `failed` for a known-bad tracker. null for an
+ * infrastructure error (nothing was learnt).
+ */
+export function asExpected(job: Pick<JobRecord, 'status' | 'expectedStatus'>): boolean | null {
+  if (job.status === 'infra-error') return null;
+  return job.status === (job.expectedStatus ?? 'passed');
+}
+
+/** The run's outcome: `failed` when a job did not end as it should, else `infra-error` when one could not run. */
+export function runOutcome(record: Pick<RunRecord, 'jobs'>): JobStatus {
+  let infra = false;
+  for (const j of record.jobs) {
+    const ok = asExpected(j);
+    if (ok === false) return 'failed';
+    if (ok === null) infra = true;
+  }
+  return infra ? 'infra-error' : 'passed';
+}
+
 export function computeTotals(jobs: readonly JobRecord[]): Totals {
-  const t: Totals = { jobs: jobs.length, passed: 0, failed: 0, infraErrors: 0, epochs: 0, verdicts: { EXACT: 0, SUPERSET: 0, RESYNC: 0, MISSED: 0 }, unacceptable: 0, unexpectedMissed: 0 };
+  const t: Totals = { jobs: jobs.length, passed: 0, failed: 0, infraErrors: 0, epochs: 0, verdicts: { EXACT: 0, SUPERSET: 0, RESYNC: 0, MISSED: 0 }, unacceptable: 0, unexpectedMissed: 0, expectedFailures: 0, unexpectedPasses: 0 };
   for (const j of jobs) {
     if (j.status === 'passed') t.passed++;
     else if (j.status === 'failed') t.failed++;
     else t.infraErrors++;
+    if (j.expectedStatus === 'failed' && j.status === 'failed') t.expectedFailures++;
+    if (j.expectedStatus === 'failed' && j.status === 'passed') t.unexpectedPasses++;
     for (const e of j.epochs) {
       t.epochs++;
       t.verdicts[e.verdict]++;
       if (!e.acceptable) t.unacceptable++;
-      if (e.verdict === 'MISSED' && !e.expected.includes('MISSED')) t.unexpectedMissed++;
+      if (isUnexpectedMissed(j, e)) t.unexpectedMissed++;
     }
   }
   return t;
@@ -261,6 +288,7 @@ export class RunRecorder {
       seed: s.ref.seed,
       repeat: s.ref.repeat,
       status: end.status ?? deriveStatus({ steps: s.steps, epochs: s.epochs, error }),
+      ...(s.ref.expectedStatus ? { expectedStatus: s.ref.expectedStatus } : {}),
       startedAt: s.startedAt,
       endedAt,
       durationMs: ms(s.startedAt, endedAt),

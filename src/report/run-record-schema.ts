@@ -98,6 +98,7 @@ export const RUN_RECORD_SCHEMA = {
         seed: { type: 'integer', minimum: 0, maximum: 4294967295 },
         repeat: { type: 'integer', minimum: 1 },
         status: { enum: ['passed', 'failed', 'infra-error'] },
+        expectedStatus: { const: 'failed' },
         error: SHORT_TEXT,
         startedAt: ISO_TIME,
         endedAt: ISO_TIME,
@@ -196,9 +197,9 @@ export const RUN_RECORD_SCHEMA = {
     },
     totals: {
       type: 'object',
-      required: ['jobs', 'passed', 'failed', 'infraErrors', 'epochs', 'verdicts', 'unacceptable', 'unexpectedMissed'],
+      required: ['jobs', 'passed', 'failed', 'infraErrors', 'epochs', 'verdicts', 'unacceptable', 'unexpectedMissed', 'expectedFailures', 'unexpectedPasses'],
       additionalProperties: false,
-      properties: { jobs: COUNT, passed: COUNT, failed: COUNT, infraErrors: COUNT, epochs: COUNT, verdicts: { $ref: '#/$defs/verdictCounts' }, unacceptable: COUNT, unexpectedMissed: COUNT },
+      properties: { jobs: COUNT, passed: COUNT, failed: COUNT, infraErrors: COUNT, epochs: COUNT, verdicts: { $ref: '#/$defs/verdictCounts' }, unacceptable: COUNT, unexpectedMissed: COUNT, expectedFailures: COUNT, unexpectedPasses: COUNT },
     },
   },
 } as const;

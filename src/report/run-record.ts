@@ -214,6 +214,11 @@ export interface JobRecord {
   /** From 1. */
   repeat: number;
   status: JobStatus;
+  /**
+   * Present when the job is a known-bad tracker that must fail (`mustFail` in the run config):
+   * then `failed` is the good outcome and `passed` means the harness did not catch it.
+   */
+  expectedStatus?: 'failed';
   /** Why it failed or could not run, in a line. */
   error?: string;
   startedAt: string;
@@ -240,8 +245,12 @@ export interface Totals {
   verdicts: VerdictCounts;
   /** Epochs whose verdict was not acceptable. */
   unacceptable: number;
-  /** MISSED epochs where the scenario did not expect MISSED (a known-bad tracker does). */
+  /** MISSED epochs that neither the scenario (`expected`) nor the job (`expectedStatus`) expected. */
   unexpectedMissed: number;
+  /** Known-bad jobs that failed, as they must. */
+  expectedFailures: number;
+  /** Known-bad jobs that passed: the harness did not catch them. */
+  unexpectedPasses: number;
 }
 
 export interface HarnessInfo {
@@ -293,6 +302,8 @@ export interface JobRef {
   seed: number;
   host?: { name: string; type: HostType } | null;
   accel?: AccelInfo;
+  /** `failed` for a known-bad tracker that must fail. */
+  expectedStatus?: 'failed';
 }
 
 export const MAX_MISSED_RANGES = 16;

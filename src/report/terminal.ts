@@ -9,6 +9,7 @@ import type { Reporter } from './reporter.ts';
 import type { EpochRecord, JobRecord, JobRef, RunBegin, RunRecord, StepRecord } from './run-record.ts';
 import { buildOf, formatDuration, formatPercent, formatRatio, groupMetrics, overReportRatio, resyncRate } from './metrics.ts';
 import { failureSummary } from './junit.ts';
+import { asExpected, runOutcome } from './recorder.ts';
 
 export interface TextStream {
   write(chunk: string): unknown;
@@ -104,10 +105,15 @@ export class TerminalReporter implements Reporter {
     this.#done++;
     this.#counts[job.status]++;
     const verdicts = job.epochs.map((e) => e.verdict).join(',') || '–';
-    let line = `${ICON[job.status]} ${job.status.padEnd(11)} ${job.id}  ${buildOf(job)}  ${verdicts}  ${formatDuration(job.durationMs)}`;
+    const ok = asExpected(job);
+    const knownBad = job.expectedStatus === 'failed';
+    const icon = knownBad ? (ok ? '✓' : '✗') : ICON[job.status];
+    const label = knownBad ? (ok ? 'failed as it must' : job.status === 'passed' ? 'NOT CAUGHT' : job.status) : job.status;
+    let line = `${icon} ${label.padEnd(11)} ${job.id}  ${buildOf(job)}  ${verdicts}  ${formatDuration(job.durationMs)}`;
     if (job.status === 'failed') line += `\n    ${failureSummary(job).message}`;
+    if (knownBad && job.status === 'passed') line += '\n    a known-bad tracker passed: the harness did not catch it';
     if (job.status === 'infra-error') line += `\n    ${job.error ?? ''}`;
-    this.#line(job.status === 'passed' ? line : this.#red(line));
+    this.#line(ok ? line : this.#red(line));
   }
 
   onEnd(record: RunRecord): void {
@@ -134,8 +140,11 @@ export function summaryTable(record: RunRecord, red: (t: string) => string = (t)
   }
   const lines = table(rows).split('\n').map((l, i) => (missedRows.has(i) ? red(l) : l));
   const t = record.totals;
-  const status = t.failed || t.infraErrors ? red(`${t.failed} failed, ${t.infraErrors} infrastructure error(s)`) : 'all passed';
+  const outcome = runOutcome(record);
+  const unexpected = record.jobs.filter((j) => asExpected(j) === false).length;
+  const knownBad = t.expectedFailures || t.unexpectedPasses ? `; known-bad: ${t.expectedFailures} caught${t.unexpectedPasses ? `, ${red(`${t.unexpectedPasses} NOT CAUGHT`)}` : ''}` : '';
+  const status = (outcome === 'passed' ? 'all as expected' : red(`${unexpected} not as expected, ${t.infraErrors} infrastructure error(s)`)) + knownBad;
   lines.push('');
-  lines.push(`run ${record.runId}: ${t.jobs} job(s), ${t.passed} passed, ${status}; ${t.epochs} epoch(s): ${t.verdicts.EXACT} EXACT, ${t.verdicts.SUPERSET} SUPERSET, ${t.verdicts.RESYNC} RESYNC, ${t.verdicts.MISSED ? red(`${t.verdicts.MISSED} MISSED`) : '0 MISSED'}${t.unexpectedMissed !== t.verdicts.MISSED ? ` (${t.verdicts.MISSED - t.unexpectedMissed} expected)` : ''}; ${formatDuration(record.durationMs)}`);
+  lines.push(`run ${record.runId}: ${outcome.toUpperCase()}: ${t.jobs} job(s), ${t.passed} passed, ${t.failed} failed, ${status}; ${t.epochs} epoch(s): ${t.verdicts.EXACT} EXACT, ${t.verdicts.SUPERSET} SUPERSET, ${t.verdicts.RESYNC} RESYNC, ${t.verdicts.MISSED ? red(`${t.verdicts.MISSED} MISSED`) : '0 MISSED'}${t.unexpectedMissed !== t.verdicts.MISSED ? ` (${t.verdicts.MISSED - t.unexpectedMissed} expected)` : ''}; ${formatDuration(record.durationMs)}`);
   return lines.join('\n');
 }

@@ -58,7 +58,7 @@ test('terminal, not a TTY: plain lines per job, no escape codes, a summary table
   const failed = record.jobs.find((j) => j.status === 'failed' && j.epochs.some((e) => e.verdict === 'MISSED' && !e.acceptable))!;
   t.true(out.text.includes(`MISSED ${failed.id} epoch`));
   t.regex(out.text, /scenario\s+OS build\s+jobs\s+pass\s+fail\s+infra\s+EXACT\s+SUPERSET\s+RESYNC\s+MISSED\s+over-report\s+resync/);
-  t.regex(out.text, new RegExp(`run ${record.runId}: ${record.totals.jobs} job\\(s\\), ${record.totals.passed} passed, ${record.totals.failed} failed`));
+  t.regex(out.text, new RegExp(`run ${record.runId}: FAILED: ${record.totals.jobs} job\\(s\\), ${record.totals.passed} passed, ${record.totals.failed} failed, ${record.totals.failed} not as expected, ${record.totals.infraErrors} infrastructure error`));
   t.regex(out.text, new RegExp(`${record.totals.verdicts.MISSED} MISSED`));
 });
 
