@@ -61,6 +61,8 @@ export interface FixtureOptions {
   eventsPerJob?: number;
   /** Volume size in claim blocks. @default 4096 */
   volumeBlocks?: number;
+  /** Add a known-bad tracker job (must fail) on the first build: caught (MISSED) or not (EXACT). */
+  knownBad?: 'caught' | 'not-caught';
   reporter?: Reporter;
 }
 
@@ -129,6 +131,11 @@ export async function makeRunRecord(options: FixtureOptions = {}): Promise<RunRe
       }
     }
   }
+  if (options.knownBad) {
+    const b = builds[0];
+    const guest: GuestInfo = { name: b.guest, os: { family: b.family, build: b.build, name: b.name }, tracker: tracker(b, driver) };
+    refs.push({ id: `known-bad-drop-writes/${b.guest}/1`, scenario: { name: 'known-bad-drop-writes', file: 'scenarios/known-bad/dm-era-drop-writes-reboot.yaml', description: 'metadata writes dropped' }, guest, repeat: 1, seed: 99, expectedStatus: 'failed' });
+  }
   let clock = 0;
   const now = () => new Date(t0 + clock);
   const rec = new RunRecorder(
@@ -139,10 +146,11 @@ export async function makeRunRecord(options: FixtureOptions = {}): Promise<RunRe
   await rec.begin();
   for (const ref of refs) {
     const host = hosts[randInt(r, 0, hosts.length - 1)];
-    const sc = scenarios.find((s) => s.name === ref.scenario.name)!;
+    const knownBad = ref.expectedStatus === 'failed';
+    const sc = knownBad ? { name: ref.scenario.name, fault: 'reboot' } : scenarios.find((s) => s.name === ref.scenario.name)!;
     const jobStart = clock;
     await rec.jobBegin({ ...ref, host: { name: host.name, type: host.type }, accel: { used: 'tcg', requested: 'auto', reason: 'KVM boot probe stalled in early boot; fell back to TCG' } }, iso(t0, clock));
-    if (r() < infraRate) {
+    if (!knownBad && r() < infraRate) {
       clock += 30_000;
       const err = options.hostile ? 'InfrastructureError: host lab-1: ssh: <b>connection reset</b> & "gone"' : 'InfrastructureError: host lab-1: connection reset by peer';
       await rec.jobEnd(ref.id, { status: 'infra-error', error: err, host: { name: host.name, type: host.type }, attempts: [1, 2, 3].map((a) => ({ host: host.name, attempt: a, startedAt: iso(t0, jobStart + a * 10_000), durationMs: 10_000, outcome: 'infrastructure' as const, error: err })), endedAt: iso(t0, clock) });
@@ -177,7 +185,8 @@ export async function makeRunRecord(options: FixtureOptions = {}): Promise<RunRe
       const pMiss = missRate(ref.guest.os.build, ref.guest.tracker.version, sc.name);
       const pResync = resyncRate(ref.guest.os.build, ref.guest.tracker.version, sc.name);
       const x = r();
-      const verdict: Verdict = x < pMiss ? 'MISSED' : x < pMiss + pResync ? 'RESYNC' : r() < 0.5 ? 'EXACT' : 'SUPERSET';
+      let verdict: Verdict = x < pMiss ? 'MISSED' : x < pMiss + pResync ? 'RESYNC' : r() < 0.5 ? 'EXACT' : 'SUPERSET';
+      if (knownBad) verdict = options.knownBad === 'caught' ? 'MISSED' : 'EXACT';
       const result = verifyResult(r, verdict, blocks);
       const expected: Verdict[] = sc.name === 'power-cut' ? ['EXACT', 'SUPERSET', 'RESYNC'] : [];
       const extra: Array<[number, number]> = result.extraBlocks ? [[randInt(r, blocks / 2, blocks - result.extraBlocks - 1), result.extraBlocks]] : [];
