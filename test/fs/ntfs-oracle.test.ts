@@ -5,13 +5,13 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { execa } from 'execa';
 import { findVolume, readPartitionTable } from '../../src/disk/index.ts';
-import { NtfsError, NtfsFormatError, NtfsLimitError, NtfsNotFoundError, openNtfs, type NtfsFile, type NtfsVolume } from '../../src/fs/ntfs/index.ts';
+import { NtfsError, NtfsFormatError, NtfsLimitError, NtfsNotFoundError, openNtfs, type NtfsVolume } from '../../src/fs/ntfs/index.ts';
 import { FileBlockSource, MemoryBlockSource, SliceBlockSource, guestDisk, openImage } from '../../src/qcow2/index.ts';
 import { makeGptDisk } from '../helpers/disk-fixtures.ts';
-import { editWithFixups, findAttributes, mkntfs, ntfscat, ntfscp, ntfsinfoData, scanIndx } from '../helpers/ntfs-fixtures.ts';
+import { checkFile, editWithFixups, findAttributes, mkntfs, ntfscat, ntfscp, ntfsinfoData, scanIndx } from '../helpers/ntfs-fixtures.ts';
 import { rng, tempDir } from '../helpers/tools.ts';
 
 let dir = '';
@@ -70,29 +70,6 @@ async function open(path: string): Promise<{ vol: NtfsVolume; close: () => Promi
     await s.close();
     throw error;
   }
-}
-
-/** The file's runs, size and content as ntfsinfo/ntfscat see them, and its extents hold its bytes. */
-async function checkFile(t: ExecutionContext, vol: NtfsVolume, image: string, path: string, volumeBytes: Buffer): Promise<NtfsFile> {
-  const f = await vol.lookup(path);
-  const o = await ntfsinfoData(image, path);
-  t.is(f.size, o.size, `${path} size`);
-  t.is(f.resident, o.resident, `${path} resident`);
-  t.is(f.initializedSize, o.initializedSize, `${path} initialized size`);
-  t.deepEqual(f.runs, o.runs, `${path} runs`);
-  const content = await ntfscat(image, path);
-  const data = await f.read();
-  t.true(data.equals(content), `${path} content equals ntfscat`);
-  let covered = 0;
-  for (const e of f.extents) {
-    const stored = Math.max(0, Math.min(e.length, f.initializedSize - e.fileOffset));
-    t.true(volumeBytes.subarray(e.offset, e.offset + stored).equals(data.subarray(e.fileOffset, e.fileOffset + stored)), `${path} extent at ${e.offset}`);
-    covered += e.length;
-  }
-  const cs = vol.clusterSize;
-  const allocated = f.runs.filter((r) => r.lcn !== null).reduce((s, r) => s + Math.max(0, Math.min(r.clusters * cs, f.size - r.vcn * cs)), 0);
-  t.is(covered, f.resident ? 0 : allocated, `${path} extents cover the allocated bytes`);
-  return f;
 }
 
 test('volume A: resident, medium, large and fragmented files match ntfsinfo and ntfscat', async (t) => {

@@ -5,7 +5,9 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { ExecutionContext } from 'ava';
 import { execa, type ResultPromise } from 'execa';
+import type { NtfsFile, NtfsVolume } from '../../src/fs/ntfs/index.ts';
 
 export interface OracleRun {
   vcn: number;
@@ -144,3 +146,27 @@ export function scanIndx(buf: Buffer): number[] {
   for (let off = 0; off + 4 <= buf.length; off += 512) if (buf.toString('latin1', off, off + 4) === 'INDX') out.push(off);
   return out;
 }
+
+/** The file's runs, size and content as ntfsinfo/ntfscat see them, and its extents hold its bytes. */
+export async function checkFile(t: ExecutionContext, vol: NtfsVolume, image: string, path: string, volumeBytes: Buffer): Promise<NtfsFile> {
+  const f = await vol.lookup(path);
+  const o = await ntfsinfoData(image, path);
+  t.is(f.size, o.size, `${path} size`);
+  t.is(f.resident, o.resident, `${path} resident`);
+  t.is(f.initializedSize, o.initializedSize, `${path} initialized size`);
+  t.deepEqual(f.runs, o.runs, `${path} runs`);
+  const content = await ntfscat(image, path);
+  const data = await f.read();
+  t.true(data.equals(content), `${path} content equals ntfscat`);
+  let covered = 0;
+  for (const e of f.extents) {
+    const stored = Math.max(0, Math.min(e.length, f.initializedSize - e.fileOffset));
+    t.true(volumeBytes.subarray(e.offset, e.offset + stored).equals(data.subarray(e.fileOffset, e.fileOffset + stored)), `${path} extent at ${e.offset}`);
+    covered += e.length;
+  }
+  const cs = vol.clusterSize;
+  const allocated = f.runs.filter((r) => r.lcn !== null).reduce((s, r) => s + Math.max(0, Math.min(r.clusters * cs, f.size - r.vcn * cs)), 0);
+  t.is(covered, f.resident ? 0 : allocated, `${path} extents cover the allocated bytes`);
+  return f;
+}
+
