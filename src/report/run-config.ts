@@ -55,7 +55,7 @@ const MAX_FILE_BYTES = 1 << 20;
 
 let validator: ReturnType<Ajv2020['compile']> | undefined;
 function validate(value: unknown): ErrorObject[] {
-  validator ??= new Ajv2020({ allErrors: true, strict: true, strictTypes: false }).compile(RUN_CONFIG_SCHEMA);
+  validator ??= new Ajv2020({ allErrors: true, verbose: true, strict: true, strictTypes: false }).compile(RUN_CONFIG_SCHEMA);
   return validator(value) ? [] : [...(validator.errors ?? [])];
 }
 

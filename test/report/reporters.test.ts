@@ -11,6 +11,7 @@ import { execa } from 'execa';
 import { createReporters, junitXml, Multiplexer, parseRunRecord, ReporterOptionError, TerminalReporter, type Reporter, type RunRecord } from '../../src/report/index.ts';
 import { makeRunRecord } from '../helpers/report-fixtures.ts';
 import { tempDir } from '../helpers/tools.ts';
+import { reportCli } from '../helpers/report-cli.ts';
 
 class Sink {
   text = '';
@@ -168,4 +169,33 @@ test('JUnit: well-formed for xmllint even with hostile text; a JUnit consumer co
   const badCase = cases.find((c) => String(c.stack_trace).includes('bad bytes'));
   t.truthy(badCase);
   t.true(String(badCase!.stack_trace).includes('end ]]> <![CDATA['));
+});
+
+test('JUnit and terminal for known-bad trackers: failing as it must is a pass; passing is a failure "not caught"', async (t) => {
+  const caught = await makeRunRecord({ seed: 31, missRate: () => 0, infraRate: 0, knownBad: 'caught', repeats: 1 });
+  const kb = (xml: string) => xml.slice(xml.indexOf('<testcase classname="known-bad-drop-writes"'), xml.indexOf('</testcase>', xml.indexOf('<testcase classname="known-bad-drop-writes"')));
+  const okXml = junitXml(caught);
+  t.false(kb(okXml).includes('<failure'));
+  t.true(kb(okXml).includes('known-bad tracker failed as it must: MISSED in epoch 0'));
+  t.regex(okXml, /<testsuites [^>]*failures="0"/);
+  const missed = await makeRunRecord({ seed: 31, missRate: () => 0, infraRate: 0, knownBad: 'not-caught', repeats: 1 });
+  const badXml = junitXml(missed);
+  t.regex(kb(badXml), /<failure message="known-bad tracker passed: the harness did not catch it" type="not-caught">/);
+  t.regex(badXml, /<testsuites [^>]*failures="1"/);
+  const out = new Sink();
+  new TerminalReporter({ stream: out, isTTY: false }).onEnd(missed);
+  t.regex(out.text, /run \S+: FAILED: .*known-bad: 0 caught, 1 NOT CAUGHT/);
+});
+
+test('CLI: report render writes junit.xml and report.html from a run record', async (t) => {
+  const { dir, cleanup } = await tempDir('cbt-render-');
+  t.teardown(cleanup);
+  const record = await makeRunRecord({ seed: 32, repeats: 1 });
+  await (await import('node:fs/promises')).writeFile(join(dir, 'run.json'), JSON.stringify(record));
+  const r = await reportCli(['render', dir]);
+  t.is(r.exitCode, 0, r.stderr);
+  t.deepEqual(r.stdout.trim().split('\n'), [join(dir, 'junit.xml'), join(dir, 'report.html')]);
+  t.is(await readFile(join(dir, 'junit.xml'), 'utf8'), junitXml(record));
+  t.regex(await readFile(join(dir, 'report.html'), 'utf8'), /<title>cbt-harness run-2025-01-06-32/);
+  t.is((await reportCli(['render', dir, '--reporter', 'pdf'])).exitCode, 2);
 });
