@@ -1,7 +1,7 @@
 /** Run configs: gate.yaml and nightly.yaml load; the published schema matches; errors name file, line, column and field. */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { parse } from 'yaml';
 import { loadRunConfig, parseRunConfig, plannedJobs, RunConfigError, RUN_CONFIG_SCHEMA } from '../../src/report/index.ts';
@@ -70,7 +70,7 @@ exclude:
   t.is(config.failOn.regression, false, 'no baseline, no regression check by default');
 });
 
-function errorOf(t: import('ava').ExecutionContext, text: string): RunConfigError {
+function errorOf(t: ExecutionContext, text: string): RunConfigError {
   const e = t.throws(() => parseRunConfig(text, '/x/run.yaml'), { instanceOf: RunConfigError });
   return e!;
 }
