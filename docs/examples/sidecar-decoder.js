@@ -19,12 +19,9 @@ export async function decode(ctx) {
   const file = await ntfs.lookup(ctx.options.path ?? '/cbt/changed.txt');
   // Read the file through its extents, as a driver writing raw to them would have.
   const bytes = Buffer.alloc(file.size);
-  let at = 0;
   for (const e of file.extents) {
-    const n = Math.min(e.length, file.size - at);
-    if (n <= 0) break;
-    await ctx.disk.read(bytes.subarray(at, at + n), volume.offset + e.offset);
-    at += n;
+    const n = Math.min(e.length, file.size - e.fileOffset);
+    if (n > 0) await ctx.disk.read(bytes.subarray(e.fileOffset, e.fileOffset + n), volume.offset + e.offset);
   }
   const lines = bytes.toString('utf8').split('\n').filter(Boolean);
   const granularity = 1 << 20;

@@ -20,8 +20,8 @@ export interface DecodeVolume {
 /** A file found through NTFS: where its bytes are (volume-relative) and how long it is. */
 export interface NtfsFileInfo {
   size: number;
-  /** Allocated byte ranges in file order, volume-relative. */
-  extents: Array<{ offset: number; length: number }>;
+  /** Allocated byte ranges in file order: volume-relative `offset`, and where they sit in the file. Holes read as zero. */
+  extents: Array<{ offset: number; length: number; fileOffset: number }>;
 }
 
 export interface NtfsAccess {

@@ -5,7 +5,7 @@ import { acceptable, VERDICTS, type Verdict } from '../verify/index.ts';
 import { CheckFailed } from './errors.ts';
 import { printJson, printText } from './output.ts';
 import { parsePositiveBytes } from './parse.ts';
-import { defaultProviders } from './providers.ts';
+import { defaultProviders } from '../cbt/index.ts';
 
 function collectOpt(value: string, previous: Record<string, string>): Record<string, string> {
   const i = value.indexOf('=');

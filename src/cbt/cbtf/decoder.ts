@@ -12,18 +12,15 @@ import { CBTF_FLAG_CLEAN, CBTF_FLAG_TRACKING_LOST, CBTF_HEADER_SIZE, CBTF_MAGIC,
 /** Largest bitmap accepted: 2^40-byte volume at 4 KiB blocks = 2^28 bits = 32 MiB. Bounds memory. */
 const MAX_BITMAP_BYTES = 512 * 1024 * 1024;
 
-async function readFileBytes(ctx: DecodeContext, extents: Array<{ offset: number; length: number }>, from: number, length: number): Promise<Buffer> {
+/** File bytes [from, from + length) read from the disk through the file's extents (holes read as zero). */
+async function readFileBytes(ctx: DecodeContext, extents: Array<{ offset: number; length: number; fileOffset: number }>, from: number, length: number): Promise<Buffer> {
   const out = Buffer.alloc(length);
-  let fileOff = 0;
   for (const e of extents) {
-    const a = Math.max(from, fileOff);
-    const b = Math.min(from + length, fileOff + e.length);
-    if (a < b) {
-      const n = await ctx.disk.read(out.subarray(a - from, b - from), e.offset + (a - fileOff));
-      if (n < b - a) throw new DecoderOptionError(`the CBTF file's extent at disk offset ${e.offset} lies past the end of the disk`);
-    }
-    fileOff += e.length;
-    if (fileOff >= from + length) break;
+    const a = Math.max(from, e.fileOffset);
+    const b = Math.min(from + length, e.fileOffset + e.length);
+    if (a >= b) continue;
+    const n = await ctx.disk.read(out.subarray(a - from, b - from), e.offset + (a - e.fileOffset));
+    if (n < b - a) throw new DecoderOptionError(`the CBTF file's extent at disk offset ${e.offset} lies past the end of the disk`);
   }
   return out;
 }
@@ -47,13 +44,14 @@ export const cbtfDecoder: Decoder = {
     const tracked = await ctx.region(trackedSpec, 'tracked');
     const ntfs = await ctx.ntfs(volNo);
     const file = await ntfs.lookup(path);
-    const extents = file.extents.map((e) => ({ offset: fileVolume.offset + e.offset, length: e.length }));
-    const allocated = extents.reduce((s, e) => s + e.length, 0);
+    const extents = file.extents.map((e) => ({ offset: fileVolume.offset + e.offset, length: e.length, fileOffset: e.fileOffset }));
+    const allocated = extents.reduce((n, e) => Math.max(n, e.fileOffset + e.length), 0);
     const excluded = extents.map((e) => [e.offset, e.length] as [number, number]);
     const base = { decoder: 'cbtf', volume: tracked, excluded };
     const lost = (reason: string, granularity = 4096, details: Record<string, unknown> = {}): Claim => ({ ...base, state: 'lost', reason, granularity, blocks: [], details: { path, ...details } });
 
     const fileBytes = Math.min(file.size, allocated);
+    if (extents.length === 0) return lost('the file has no extents (resident or empty): a driver cannot write it raw');
     if (fileBytes < CBTF_HEADER_SIZE) return lost(`the file holds ${fileBytes} bytes, less than the ${CBTF_HEADER_SIZE}-byte header`);
     const raw = await readFileBytes(ctx, extents, 0, CBTF_HEADER_SIZE);
     const h = parseCbtfHeader(raw);
