@@ -147,3 +147,25 @@ test('RunRecorder: plan order, derived status, infra-error for unfinished jobs, 
   t.is(record.totals.verdicts.MISSED, 1);
   t.deepEqual(calls, ['begin', 'jb:b', 'step:b:boot', 'epoch:b:MISSED', 'je:b:passed', 'jb:a', 'step:a:boot', 'je:a:failed', 'jb:c', 'je:c:infra-error', 'end:3']);
 });
+
+test('docs/reports.md documents every field of the run record and of the run config', async (t) => {
+  const doc = await readFile(join(ROOT, 'docs/reports.md'), 'utf8');
+  const { RUN_CONFIG_SCHEMA } = await import('../../src/report/index.ts');
+  const names = new Set<string>();
+  const walk = (node: unknown) => {
+    if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === 'object') {
+      for (const [k, v] of Object.entries(node)) {
+        if (k === 'properties' && v && typeof v === 'object') for (const p of Object.keys(v)) names.add(p);
+        walk(v);
+      }
+    }
+  };
+  walk(RUN_RECORD_SCHEMA);
+  walk(RUN_CONFIG_SCHEMA);
+  names.delete('$schema');
+  // Each name must appear as a word inside some `code span` of the doc (`guest.os`, `data?`, `failOn.missed`…).
+  const code = [...doc.replace(/```[\s\S]*?```/g, '').matchAll(/`([^`]+)`/g)].map((m) => m[1]).join('\n');
+  const missing = [...names].filter((n) => !new RegExp(`(^|[^A-Za-z0-9_])${n}([^A-Za-z0-9_]|$)`, 'm').test(code));
+  t.deepEqual(missing, []);
+});
