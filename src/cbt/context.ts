@@ -22,8 +22,8 @@ function bytes(text: string, what: string): number {
   return Number(m[1]) * unit;
 }
 
-export function createDecodeContext(image: OpenedImage, options: Record<string, string>, providers: DiskProviders): DecodeContext {
-  const disk = guestDisk(image.top);
+/** `disk` defaults to the guest-visible disk of the image's top layer. */
+export function createDecodeContext(image: OpenedImage, options: Record<string, string>, providers: DiskProviders, disk: BlockSource = guestDisk(image.top)): DecodeContext {
   let volumes: Promise<DecodeVolume[]> | undefined;
   const ntfsCache = new Map<string, Promise<NtfsAccess>>();
   const ctx: DecodeContext = {
