@@ -22,6 +22,8 @@ let dir = '';
 let cleanup: () => Promise<void> = async () => {};
 let img = '';
 let filled = 0;
+let mftImg = '';
+let mftFiles = 0;
 const random = rng(11);
 const LONG = 'a-rather-long-hard-link-name-'.repeat(7);
 
@@ -30,6 +32,21 @@ function bytes(n: number, label = ''): Buffer {
   for (let i = 0; i < n; i++) b[i] = Math.floor(random() * 256);
   b.write(label, 0, 'latin1');
   return b;
+}
+
+/** Write 4 KiB files into mnt/fill until the volume is full; returns how many. */
+async function fill(mnt: string): Promise<number> {
+  await mkdir(join(mnt, 'fill'));
+  const chunk = bytes(4096, 'fill');
+  for (let n = 0; n < 40000; n++) {
+    try {
+      await writeFile(join(mnt, 'fill', `f${String(n).padStart(5, '0')}`), chunk);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+      return n;
+    }
+  }
+  throw new Error('the volume never filled up');
 }
 
 async function build(mnt: string): Promise<void> {
@@ -50,18 +67,7 @@ async function build(mnt: string): Promise<void> {
   await writeFile(join(mnt, 'Dir/target.bin'), bytes(8000, 'target'));
   for (let i = 0; i < 6; i++) await link(join(mnt, 'Dir/target.bin'), join(mnt, `Dir/${LONG}${i}`));
   // Fill the volume with 4 KiB files, free every other one, then write one big file into the holes.
-  await mkdir(join(mnt, 'fill'));
-  const chunk = bytes(4096, 'fill');
-  for (;;) {
-    try {
-      await writeFile(join(mnt, 'fill', `f${String(filled).padStart(5, '0')}`), chunk);
-      filled++;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
-      break;
-    }
-    if (filled > 20000) throw new Error('the volume never filled up');
-  }
+  filled = await fill(mnt);
   for (let i = 0; i < filled; i += 2) await unlink(join(mnt, 'fill', `f${String(i).padStart(5, '0')}`));
   const st = await statfs(mnt);
   await writeFile(join(mnt, 'big.bin'), bytes(Math.floor((st.bavail * st.bsize * 8) / 10), 'big'));
@@ -78,6 +84,14 @@ test.before(async () => {
     await build(mnt);
   } finally {
     await m.unmount();
+  }
+  // A second volume filled with small files only: the $MFT grows in hundreds of pieces.
+  mftImg = await mkntfs(join(dir, 'mft.ntfs'), 100);
+  const m2 = await mountNtfs(mftImg, mnt);
+  try {
+    mftFiles = await fill(mnt);
+  } finally {
+    await m2.unmount();
   }
 });
 test.after.always(async () => cleanup());
@@ -111,7 +125,7 @@ fuseTest('directories, DOS name, Unicode names, sparse file, hard links', async 
   for (let i = 0; i < 6; i++) t.is((await vol.lookup(`/Dir/${LONG.toUpperCase()}${i}`)).mftRecord, target.mftRecord);
 });
 
-fuseTest('a file in hundreds of fragments: attribute list, $DATA over several records; fragmented $MFT', async (t) => {
+fuseTest('a file in hundreds of fragments: attribute list, $DATA over several records', async (t) => {
   const { vol, raw, close } = await open();
   t.teardown(close);
   const info = String((await execa('ntfsinfo', ['-v', '-F', '/big.bin', img])).stdout);
@@ -119,9 +133,23 @@ fuseTest('a file in hundreds of fragments: attribute list, $DATA over several re
   t.true((info.match(/Dumping attribute \$DATA/g) ?? []).length >= 2, '$DATA continues in another record');
   const big = await checkFile(t, vol, img, '/big.bin', raw);
   t.true(big.runs.length > 150, `big.bin has ${big.runs.length} runs`);
+});
+
+fuseTest('a $MFT whose runlist continues in an extension record (attribute list in record 0)', async (t) => {
+  const s = await FileBlockSource.open(mftImg);
+  t.teardown(() => s.close());
+  const vol = await openNtfs(s);
+  // The $MFT grew in so many pieces that its own runlist continues in an extension record.
+  const mftInfo = String((await execa('ntfsinfo', ['-v', '-i', '0', mftImg])).stdout);
+  t.regex(mftInfo, /Dumping attribute \$ATTRIBUTE_LIST/);
+  t.true((mftInfo.match(/Dumping attribute \$DATA \(0x80\) from mft record/g) ?? []).length >= 2, '$MFT $DATA continues in another record');
   const mft = await vol.lookup('/$MFT');
-  t.deepEqual(mft.runs, (await ntfsinfoData(img, 0)).runs);
-  t.true(mft.runs.length > 10, `$MFT has ${mft.runs.length} runs`);
+  t.deepEqual(mft.runs, (await ntfsinfoData(mftImg, 0)).runs);
+  t.true(mft.runs.length > 150, `$MFT has ${mft.runs.length} runs`);
+  const last = `/fill/f${String(mftFiles - 1).padStart(5, '0')}`;
+  const f = await vol.lookup(last.toUpperCase());
+  t.is(f.mftRecord, await ntfsInode(mftImg, last));
+  t.true(f.mftRecord > 15000, `record ${f.mftRecord} lies past the first extent of $MFT`);
 });
 
 fuseTest('a directory of thousands of files: every kept file found, deleted ones not', async (t) => {

@@ -119,8 +119,10 @@ export function parseRecord(b: Buffer, number: number, ctx: StructContext): MftR
   if (bytesInUse > b.length || bytesInUse < 0x30) bad(`bytes in use ${bytesInUse} is outside 48..${b.length}`, 0x18);
   const first = b.readUInt16LE(0x14);
   if (first & 7 || first < usaEnd || first >= bytesInUse) bad(`first attribute offset ${first} is misplaced`, 0x14);
-  const baseRef = b.readBigUInt64LE(0x20) & 0xffffffffffffn;
-  const base = baseRef === 0n ? number : Number(baseRef);
+  // A base record has a zero reference; an extension of $MFT points at record 0 with sequence 1,
+  // so test the whole 64-bit value, not its record part.
+  const baseRef = b.readBigUInt64LE(0x20);
+  const base = baseRef === 0n ? number : Number(baseRef & 0xffffffffffffn);
   const attributes: Attribute[] = [];
   let off = first;
   while (true) {

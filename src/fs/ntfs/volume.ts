@@ -140,7 +140,7 @@ export class NtfsVolume {
     if (!rec.inUse || rec.base !== MFT_RECORD) throw new NtfsFormatError('$MFT record 0 is not an in-use base record', { volume: this.source.name, offset: at });
     const first = rec.attributes.find((a) => a.type === AT.DATA && a.name === '' && a.nonResident && a.lowestVcn === 0);
     if (!first) throw new NtfsFormatError('$MFT record 0 has no non-resident $DATA starting at VCN 0', { volume: this.source.name, offset: at });
-    this.#setMft(this.#buildStream([first], '$MFT $DATA'));
+    this.#setMft(this.#buildStream([first], '$MFT $DATA', true));
     this.#cache.set(MFT_RECORD, rec);
     // Extension records holding the rest of the runlist are read through the runs known so far.
     const all = await this.#attributes(rec, signal);
@@ -293,8 +293,11 @@ export class NtfsVolume {
     return out;
   }
 
-  /** Merge the extents of one attribute; they must cover VCN 0.. without gaps or overlaps. */
-  #buildStream(extents: Attribute[], what: string): Stream {
+  /**
+   * Merge the extents of one attribute; they must cover VCN 0.. without gaps or overlaps, and
+   * (unless `partial`: $MFT's first extent while bootstrapping) reach the data size.
+   */
+  #buildStream(extents: Attribute[], what: string, partial = false): Stream {
     if (extents.length === 0) return { resident: true, value: Buffer.alloc(0), runs: [], flags: 0, allocatedSize: 0, dataSize: 0, initializedSize: 0 };
     const bad = (w: string, a: Attribute): never => {
       throw new NtfsFormatError(`${what}: ${w}`, { volume: this.source.name, offset: a.offset });
@@ -324,7 +327,7 @@ export class NtfsVolume {
     }
     const compressed = (head.flags & (ATTR_FLAG.COMPRESSED | ATTR_FLAG.ENCRYPTED)) !== 0;
     if (head.initializedSize > head.dataSize) bad(`initialized size ${head.initializedSize} exceeds data size ${head.dataSize}`, head);
-    if (!compressed && next * this.clusterSize < head.dataSize) bad(`runlist covers ${next * this.clusterSize} bytes, data size is ${head.dataSize}`, head);
+    if (!compressed && !partial && next * this.clusterSize < head.dataSize) bad(`runlist covers ${next * this.clusterSize} bytes, data size is ${head.dataSize}`, head);
     return { resident: false, value: null, runs, flags: head.flags, allocatedSize: head.allocatedSize, dataSize: head.dataSize, initializedSize: head.initializedSize };
   }
 
@@ -401,7 +404,9 @@ export class NtfsVolume {
     const { signal } = options;
     const parts = path.split(/[/\\]+/).filter((p) => p !== '' && p !== '.');
     if (parts.length > MAX_PATH_COMPONENTS) throw new NtfsNotFoundError(`path has ${parts.length} components, more than ${MAX_PATH_COMPONENTS}`, { volume: this.source.name, path });
-    const stack: MftRecord[] = [await this.#record(ROOT_RECORD, signal)];
+    const root = await this.#record(ROOT_RECORD, signal);
+    if (!root.inUse || !root.directory) throw new NtfsFormatError('MFT record 5 (the root directory) is not an in-use directory', { volume: this.source.name, offset: this.#recordOffset(ROOT_RECORD) });
+    const stack: MftRecord[] = [root];
     for (let i = 0; i < parts.length; i++) {
       const part = parts[i];
       const here = stack.at(-1)!;
