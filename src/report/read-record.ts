@@ -10,7 +10,7 @@ import { RUN_RECORD_SCHEMA } from './run-record-schema.ts';
 import { SCHEMA_VERSION, type RunRecord } from './run-record.ts';
 
 /** Records larger than this are refused before reading. */
-export const MAX_RECORD_BYTES = 512 * 2 ** 20;
+export const MAX_RECORD_BYTES = 256 * 2 ** 20;
 
 let validator: ReturnType<Ajv2020['compile']> | undefined;
 
