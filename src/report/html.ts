@@ -43,7 +43,7 @@ h1{font-size:22px;margin:20px 0 4px}h2{font-size:17px;margin:28px 0 8px;border-b
 table{border-collapse:collapse;background:#fff}th,td{border:1px solid var(--line);padding:3px 8px;text-align:left;vertical-align:top}th{background:#f0f0f0;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .matrix td{text-align:center;min-width:120px;font-weight:600}
-.v-EXACT{background:var(--exact);color:#fff}.v-SUPERSET{background:var(--superset);color:#fff}.v-RESYNC{background:var(--resync);color:#111}.v-MISSED{background:var(--missed);color:#fff}.v-none{background:#eee;color:#999}.v-infra{background:var(--infra);color:#fff}
+.v-EXACT{background:var(--exact);color:#fff}.v-SUPERSET{background:var(--superset);color:#fff}.v-RESYNC{background:var(--resync);color:#111}.v-MISSED{background:var(--missed);color:#fff}.v-none{background:#eee;color:#999}.v-caught{background:#e8f5e9;color:#1b5e20;outline:2px dashed var(--exact);outline-offset:-4px}.v-infra{background:var(--infra);color:#fff}
 .matrix td small{display:block;font-weight:400;font-size:11px}
 .charts{display:flex;flex-wrap:wrap;gap:16px}.chart{background:#fff;border:1px solid var(--line);border-radius:6px;padding:8px}
 .chart h3{margin:0 0 4px}
@@ -84,7 +84,7 @@ function summary(record: RunRecord): string {
 <h1>cbt-harness run <span class="mono" id="run-id">${esc(record.runId)}</span> <span class="banner ${state}" id="run-status">${label}</span></h1>
 <div class="meta">started ${esc(record.startedAt)} · duration ${esc(formatDuration(record.durationMs))} · seed ${esc(record.seed)} · harness ${esc(record.harness.version)}${record.config ? ` · config ${esc(record.config.name)}` : ''}${record.cancelled ? ' · <b>cancelled</b>' : ''}${record.labels ? Object.entries(record.labels).map(([k, v]) => ` · ${esc(k)}=${esc(v)}`).join('') : ''}</div>
 <div class="summary" id="summary">
-${card(t.jobs, 'jobs', false, 'count-jobs')}${card(t.passed, 'passed', false, 'count-passed')}${card(t.failed, 'failed', t.failed > 0, 'count-failed')}${card(t.infraErrors, 'infrastructure errors', false, 'count-infra')}${card(t.epochs, 'epochs', false, 'count-epochs')}
+${card(t.jobs, 'jobs', false, 'count-jobs')}${card(t.passed, 'passed', false, 'count-passed')}${card(t.failed, t.expectedFailures ? `failed (${t.expectedFailures} as it must)` : 'failed', t.failed > t.expectedFailures, 'count-failed')}${card(t.infraErrors, 'infrastructure errors', false, 'count-infra')}${card(t.epochs, 'epochs', false, 'count-epochs')}
 ${t.expectedFailures || t.unexpectedPasses ? card(`${t.expectedFailures}/${t.expectedFailures + t.unexpectedPasses}`, t.unexpectedPasses ? `known-bad caught (${t.unexpectedPasses} NOT CAUGHT)` : 'known-bad caught', t.unexpectedPasses > 0, 'count-known-bad') : ''}
 ${card(t.verdicts.MISSED, t.unexpectedMissed === t.verdicts.MISSED ? 'MISSED' : `MISSED (${t.verdicts.MISSED - t.unexpectedMissed} expected)`, t.unexpectedMissed > 0, 'count-missed')}${card(t.verdicts.RESYNC, 'RESYNC', false, 'count-resync')}${card(t.verdicts.SUPERSET, 'SUPERSET', false, 'count-superset')}${card(t.verdicts.EXACT, 'EXACT', false, 'count-exact')}
 </div>
@@ -100,6 +100,7 @@ function matrix(record: RunRecord): string {
   const scenarios = [...new Set(record.jobs.map((j) => j.scenario.name))];
   const builds = [...new Set(record.jobs.map(buildOf))].sort();
   const cells = groupMetrics(record.jobs, (j) => `${j.scenario.name}\u0000${buildOf(j)}`);
+  const knownBadCells = new Set(record.jobs.filter((j) => j.expectedStatus === 'failed').map((j) => `${j.scenario.name}\u0000${buildOf(j)}`));
   let html = '<table class="matrix" id="matrix"><thead><tr><th>scenario \\ OS build</th>';
   for (const b of builds) html += `<th>${esc(b)}</th>`;
   html += '</tr></thead><tbody>';
@@ -112,9 +113,17 @@ function matrix(record: RunRecord): string {
         continue;
       }
       const worst = m.epochs ? worstVerdict(m.verdicts) : null;
-      const title = `${s} on ${b}: ${m.jobs} job(s), ${m.passed} passed, ${m.failed} failed, ${m.infraErrors} infra; EXACT ${m.verdicts.EXACT}, SUPERSET ${m.verdicts.SUPERSET}, RESYNC ${m.verdicts.RESYNC}, MISSED ${m.verdicts.MISSED}`;
-      const text = worst ? `${worst}${m.verdicts[worst] && worst !== 'EXACT' ? ` ${m.verdicts[worst]}/${m.epochs}` : ''}` : 'infra error';
-      html += `<td class="${cellClass(m)}" data-scenario="${esc(s)}" data-build="${esc(b)}" data-verdict="${esc(worst ?? 'none')}" title="${esc(title)}">${esc(text)}<small>${m.passed}/${m.jobs} passed</small></td>`;
+      const knownBad = knownBadCells.has(`${s}\u0000${b}`);
+      const title = `${s} on ${b}: ${m.jobs} job(s), ${m.passed} passed, ${m.failed} failed${knownBad ? ' (known-bad: must fail)' : ''}, ${m.infraErrors} infra; EXACT ${m.verdicts.EXACT}, SUPERSET ${m.verdicts.SUPERSET}, RESYNC ${m.verdicts.RESYNC}, MISSED ${m.verdicts.MISSED}`;
+      let text = worst ? `${worst}${m.verdicts[worst] && worst !== 'EXACT' ? ` ${m.verdicts[worst]}/${m.epochs}` : ''}` : 'infra error';
+      // A known-bad tracker's cell is good when it failed: say "caught", never paint it red.
+      let cls = cellClass(m);
+      if (knownBad && m.epochs) {
+        cls = m.unexpectedOutcomes ? 'v-MISSED' : 'v-caught';
+        text = `${m.unexpectedOutcomes ? 'NOT CAUGHT' : 'caught'}: ${text}`;
+      }
+      const asExp = m.jobs - m.unexpectedOutcomes - m.infraErrors;
+      html += `<td class="${cls}" data-scenario="${esc(s)}" data-build="${esc(b)}" data-verdict="${esc(worst ?? 'none')}"${knownBad ? ' data-known-bad=""' : ''} title="${esc(title)}">${esc(text)}<small>${asExp}/${m.jobs} as expected</small></td>`;
     }
     html += '</tr>';
   }
@@ -150,7 +159,7 @@ export function barChart(id: string, title: string, bars: Bar[], format: (v: num
 function charts(record: RunRecord): string {
   const byBuild = [...groupMetrics(record.jobs, buildOf).entries()].sort(([a], [b]) => a.localeCompare(b));
   const byDriver = [...groupMetrics(record.jobs, driverOf).entries()].sort(([a], [b]) => a.localeCompare(b, undefined, { numeric: true }));
-  const over = (rows: Array<[string, Metrics]>) => rows.map(([label, m]) => ({ label, value: overReportRatio(m), color: m.verdicts.MISSED ? COLORS.MISSED : COLORS.SUPERSET, note: `${m.claimedBlocks} claimed / ${m.changedBlocks} changed` }));
+  const over = (rows: Array<[string, Metrics]>) => rows.map(([label, m]) => ({ label, value: overReportRatio(m), color: m.unexpectedMissed ? COLORS.MISSED : COLORS.SUPERSET, note: `${m.claimedBlocks} claimed / ${m.changedBlocks} changed` }));
   const resync = (rows: Array<[string, Metrics]>) => rows.map(([label, m]) => ({ label, value: resyncRate(m), color: COLORS.RESYNC, note: `${m.verdicts.RESYNC} of ${m.epochs} epochs` }));
   return `<div class="charts">
 ${barChart('chart-over-build', 'Over-report ratio per OS build (claimed / changed)', over(byBuild), (v) => v.toFixed(2))}

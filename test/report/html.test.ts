@@ -116,15 +116,15 @@ test('the HTML report, as a person sees it in Chromium', async (t) => {
   t.deepEqual(problems, []);
 });
 
-test('a passing run reads PASSED and shows no red', async (t) => {
+test('a passing run with a caught known-bad tracker reads PASSED and shows no red', async (t) => {
   if (!chromiumAvailable()) {
     t.fail(`${CHROMIUM} is missing: apt-get install chromium`);
     return;
   }
   const { dir, cleanup } = await tempDir('cbt-html-');
   t.teardown(cleanup);
-  const record = await makeRunRecord({ seed: 12, missRate: () => 0, infraRate: 0, repeats: 1, builds: undefined });
-  t.is(record.totals.verdicts.MISSED, 0);
+  const record = await makeRunRecord({ seed: 12, missRate: () => 0, infraRate: 0, repeats: 1, knownBad: 'caught' });
+  t.is(record.totals.verdicts.MISSED, record.totals.expectedFailures * 3, 'only the known-bad MISSED');
   const file = join(dir, 'report.html');
   await writeFile(file, renderHtml(record));
   const browser = await launchBrowser();
@@ -132,8 +132,13 @@ test('a passing run reads PASSED and shows no red', async (t) => {
   const page = await browser.context.newPage();
   await page.goto(pathToFileURL(file).href);
   t.is(await page.locator('#run-status').innerText(), 'PASSED');
-  t.is(await page.locator('#matrix td[data-verdict="MISSED"]').count(), 0);
+  const caught = page.locator('#matrix td[data-known-bad]');
+  t.is(await caught.count(), 1);
+  t.regex(await caught.innerText(), /^caught: MISSED 3\/3/);
+  t.not(await caught.evaluate((e) => getComputedStyle(e).backgroundColor), 'rgb(198, 40, 40)');
+  t.is(await page.locator('#matrix td.v-MISSED').count(), 0);
   t.is(await page.locator('.card.bad').count(), 0);
+  t.is(await page.locator('#count-known-bad .n').innerText(), '1/1');
   await mkdir(SHOTS, { recursive: true });
   await page.screenshot({ path: join(SHOTS, 'passed.png') });
 });
