@@ -1,0 +1,25 @@
+/** Guest OS adapters behind one interface (docs/windows-guest.md). The linux-ref adapter is exported from `./linux-ref.ts` once it exists. */
+export {
+  assertSupported,
+  checkPlan,
+  CommandRecorder,
+  GUEST_OPERATIONS,
+  GuestError,
+  MAX_PLAN_WRITES,
+  planWrites,
+  sshConnector,
+  type FioJob,
+  type GuestAdapter,
+  type GuestCallOptions,
+  type GuestCommandRecord,
+  type GuestConnector,
+  type GuestDisk,
+  type GuestErrorKind,
+  type GuestOperation,
+  type GuestShell,
+  type PlanWritesOptions,
+  type PowerButtonInfo,
+  type WritePlan,
+} from './adapter.ts';
+export { MAX_COMMAND_LINE, PowerShellQuoteError, psCommandLine, psDecode, psEncode, psQuote, psScriptOf, readableStderr, winArg, winCommandLine } from './powershell.ts';
+export { createWindowsAdapter, fillTemplate, splitCommandTemplate, WindowsAdapter, type WindowsAdapterOptions } from './windows.ts';
