@@ -214,9 +214,18 @@ export async function historyTrend(dirs: readonly string[], options: HistoryTren
   if (dirs.length === 0) throw new ReportInputError('trend', 'Expected at least one history folder');
   const by = options.by ?? 'build';
   const files = await findRecordFiles(dirs, options.signal);
+  let idx: HistoryIndex | null = null;
   if (options.index !== false) {
     const file = options.index ?? join(resolve(dirs[0]), INDEX_FILE);
-    const idx = HistoryIndex.open(file);
+    try {
+      idx = HistoryIndex.open(file);
+    } catch (error) {
+      // An index asked for by name must work; the default one is a cache (a read-only share is fine).
+      if (options.index !== undefined || !(error instanceof HistoryIndexError)) throw error;
+      options.logger?.warn(`${error.message}; reading every record instead`, { file });
+    }
+  }
+  if (idx) {
     try {
       const stats = await idx.update(files, { signal: options.signal, logger: options.logger });
       const { points, runs } = idx.points(by);

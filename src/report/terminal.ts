@@ -135,7 +135,7 @@ export function summaryTable(record: RunRecord, red: (t: string) => string = (t)
   const missedRows = new Set<number>();
   for (const [key, m] of [...groups.entries()].sort(([a], [b]) => a.localeCompare(b))) {
     const [scenario, build] = key.split('\u0000');
-    if (m.verdicts.MISSED) missedRows.add(rows.length);
+    if (m.unexpectedMissed) missedRows.add(rows.length);
     rows.push([scenario, build, String(m.jobs), String(m.passed), String(m.failed), String(m.infraErrors), String(m.verdicts.EXACT), String(m.verdicts.SUPERSET), String(m.verdicts.RESYNC), String(m.verdicts.MISSED), formatRatio(overReportRatio(m)), formatPercent(resyncRate(m))]);
   }
   const lines = table(rows).split('\n').map((l, i) => (missedRows.has(i) ? red(l) : l));

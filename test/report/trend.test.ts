@@ -7,7 +7,7 @@ import { mkdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
 import { BUILDS, makeRunRecord, SCENARIOS } from '../helpers/report-fixtures.ts';
-import { computeTrend, historyTrend, INDEX_FILE, trendCellsOf, type RunRecord, type TrendResult } from '../../src/report/index.ts';
+import { computeTrend, historyTrend, HistoryIndexError, INDEX_FILE, trendCellsOf, type RunRecord, type TrendResult } from '../../src/report/index.ts';
 import { reportCli } from '../helpers/report-cli.ts';
 import { tempDir } from '../helpers/tools.ts';
 
@@ -156,4 +156,19 @@ test('CLI: report trend — text and JSON, --fail-on-regression, bad input', asy
   t.is((JSON.parse(noIndex.stdout) as { index: unknown }).index, null);
   t.is((await reportCli(['trend', join(dir, 'missing')])).exitCode, 2);
   t.is((await reportCli(['trend', dir, '--by', 'colour'])).exitCode, 2);
+});
+
+test('an unusable default index falls back to reading the records (with a warning); a named one is an error', async (t) => {
+  const { dir, cleanup } = await tempDir('cbt-trend-ro-');
+  t.teardown(cleanup);
+  await writeFile(join(dir, 'a.json'), JSON.stringify(await makeRunRecord({ seed: 7, repeats: 1 })));
+  // A directory where the index file should be: SQLite cannot open it.
+  await mkdir(join(dir, INDEX_FILE));
+  const warnings: string[] = [];
+  const r = await historyTrend([dir], { logger: { warn: (m) => void warnings.push(m) } });
+  t.is(r.index, null);
+  t.is(r.runs, 1);
+  t.is(warnings.length, 1);
+  t.regex(warnings[0], /reading every record instead/);
+  await t.throwsAsync(historyTrend([dir], { index: join(dir, INDEX_FILE) }), { instanceOf: HistoryIndexError, message: /cannot open the history index/ });
 });
