@@ -9,13 +9,13 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { GuestError, type GuestCommandRecord, planWrites, psCommandLine, sshConnector, WindowsAdapter } from '../../src/guest/index.ts';
 import { type FakeState, newFakeState } from '../helpers/guest-fake-windows.ts';
 import { startSshd, type StartedSshd } from '../helpers/sshd.ts';
 import { ROOT, tempDir } from '../helpers/tools.ts';
 
-async function setup(t: import('ava').ExecutionContext): Promise<{ sshd: StartedSshd; statePath: string; adapter: WindowsAdapter; records: GuestCommandRecord[]; read: () => Promise<FakeState & { received: string[] }> }> {
+async function setup(t: ExecutionContext): Promise<{ sshd: StartedSshd; statePath: string; adapter: WindowsAdapter; records: GuestCommandRecord[]; read: () => Promise<FakeState & { received: string[] }> }> {
   const fake = join(ROOT, 'test/helpers/guest-fake-windows-shell.ts');
   const tmp = await tempDir('cbt-fakewin-');
   t.teardown(tmp.cleanup);
