@@ -128,8 +128,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 export class QmpClient implements AsyncDisposable {
   /** Socket path, host:port or the stream's label: used in every message. */
   readonly target: string;
-  /** What QEMU said on connect (version, capabilities it offered). */
-  greeting!: QmpGreeting;
+  #greeting: QmpGreeting | null = null;
 
   #stream: Duplex;
   #splitter: LineSplitter;
@@ -239,7 +238,7 @@ export class QmpClient implements AsyncDisposable {
       });
       // Whichever loses a race below still settles later (rejected by the teardown): mark it handled.
       greeting.catch(() => {});
-      client.greeting = await Promise.race([greeting, limits]);
+      client.#greeting = await Promise.race([greeting, limits]);
       const capabilities = client.execute('qmp_capabilities', undefined, { timeoutMs: 0 });
       capabilities.catch(() => {});
       await Promise.race([capabilities, limits]);
@@ -258,6 +257,11 @@ export class QmpClient implements AsyncDisposable {
       clearTimeout(timer);
       if (onAbort) signal?.removeEventListener('abort', onAbort);
     }
+  }
+
+  /** What QEMU said on connect (version, capabilities it offered). */
+  get greeting(): QmpGreeting {
+    return this.#greeting as QmpGreeting;
   }
 
   /** True once the connection is closed (by either side); every later call rejects with kind `closed`. */
@@ -372,6 +376,7 @@ export class QmpClient implements AsyncDisposable {
     let waiter: { resolve: (r: IteratorResult<QmpEvent>) => void; reject: (e: Error) => void } | null = null;
     let failure: Error | null = null;
     let done = false;
+    let dropped = 0;
     const signal = opts.signal;
     const limit = this.#eventLogLimit;
     const finish = (): void => {
@@ -389,7 +394,7 @@ export class QmpClient implements AsyncDisposable {
       queue.push(e);
       if (queue.length > limit) {
         queue.shift();
-        log.warn('event stream consumer fell behind; dropped the oldest event', { target: this.target, limit });
+        if (dropped++ === 0) log.warn('event stream consumer fell behind; dropping the oldest events (eventLog still has them)', { target: this.target, limit });
       }
     });
     const unClose = this.onClose(() => {

@@ -6,7 +6,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { type Duplex, type Readable } from 'node:stream';
+import { type Duplex, Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import ssh2, { type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
 import { SshError, type SshErrorKind } from './errors.ts';
@@ -47,8 +47,8 @@ export interface ExecOptions {
   signal?: AbortSignal;
   /** Kill (SSH `signal KILL`, best effort) and close the channel after this long; 0 = none. @default 0 */
   timeoutMs?: number;
-  /** Written to the command's stdin, then EOF. Without it stdin is closed at once. */
-  stdin?: string | Buffer;
+  /** Written (or piped, for a stream) to the command's stdin, then EOF. Without it stdin is closed at once. */
+  stdin?: string | Buffer | Readable;
   env?: Record<string, string>;
   /**
    * How `env` reaches the command: `export` prefixes `export K='v'; ` (any POSIX shell, the
@@ -288,7 +288,7 @@ export class SshClient implements AsyncDisposable {
     try {
       validateMs('timeoutMs', opts.timeoutMs);
       if (opts.maxOutputBytes !== undefined && (!Number.isSafeInteger(opts.maxOutputBytes) || opts.maxOutputBytes < 0)) throw new TypeError(`Expected \`maxOutputBytes\` to be a non-negative integer, got \`${String(opts.maxOutputBytes)}\``);
-      if (opts.stdin !== undefined && typeof opts.stdin !== 'string' && !Buffer.isBuffer(opts.stdin)) throw new TypeError('Expected `stdin` to be a string or Buffer');
+      if (opts.stdin !== undefined && typeof opts.stdin !== 'string' && !Buffer.isBuffer(opts.stdin) && !(opts.stdin instanceof Readable)) throw new TypeError('Expected `stdin` to be a string, Buffer or Readable');
       if (opts.env && (opts.envMode ?? 'export') === 'export') remote = exportPrefix(opts.env) + command;
       else if (opts.env) exportPrefix(opts.env); // same name checks
     } catch (e) {
@@ -329,6 +329,7 @@ export class SshClient implements AsyncDisposable {
       const stop = (kind: SshErrorKind, message: string, cause?: unknown): void => {
         if (!finish()) return;
         if (channel) {
+          if (stdin instanceof Readable) stdin.unpipe(channel);
           signalChannel(channel, 'KILL');
           channel.close();
         }

@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { appendFile, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
 import { QmpClient } from '../../src/qmp/index.ts';
@@ -97,12 +98,14 @@ test('exec: exit codes 0 and 3, stdout, stderr, signals, check', async (t) => {
   t.deepEqual(many.map((r) => r.stdout), ['0\n', '1\n', '2\n', '3\n', '4\n']);
 });
 
-test('exec: stdin (text and binary), closed stdin by default, env by export and by SSH request', async (t) => {
+test('exec: stdin (text, binary, stream), closed stdin by default, env by export and by SSH request', async (t) => {
   const c = await connect(t, shared);
   t.is((await c.exec('cat', { stdin: 'line one\nline two\n' })).stdout, 'line one\nline two\n');
   const bin = randomBytes(300_000);
   const sum = (await c.exec('sha256sum', { stdin: bin })).stdout.split(' ')[0];
   t.is(sum, createHash('sha256').update(bin).digest('hex'));
+  const streamed = await c.exec('wc -c', { stdin: Readable.from([bin.subarray(0, 100_000), bin.subarray(100_000)]) });
+  t.is(streamed.stdout.trim(), String(bin.length));
   // Without stdin the command sees EOF at once instead of hanging.
   t.is((await c.exec('cat; echo done')).stdout, 'done\n');
   const env = { CBT_A: "it's a \"quoted\" $value; `x`", OTHER_B: 'two\nlines' };
