@@ -16,6 +16,7 @@ APT_PACKAGES=(
   gdisk fdisk                      # sgdisk/sfdisk: partition-table fixtures
   openssh-server openssh-client    # real sshd for SSH tests
   time                             # /usr/bin/time -v: peak RSS of reference tools in benchmarks
+  chromium libxml2-utils           # HTML report tested in a real headless browser; xmllint for JUnit
 )
 missing=()
 for entry in "${APT_PACKAGES[@]}"; do

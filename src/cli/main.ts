@@ -8,6 +8,7 @@ import { CheckFailed } from './errors.ts';
 import { ImageError } from '../qcow2/index.ts';
 import { DiffOptionError } from '../truth/index.ts';
 import { imageCommand } from './image-commands.ts';
+import { reportCommand } from './report-commands.ts';
 import { demoCommand } from './demo.ts';
 
 export const EXIT_OK = 0;
@@ -17,7 +18,7 @@ export const EXIT_BAD_INPUT = 2;
 export { CheckFailed };
 
 /** Typed errors of other modules that are bad input (exit 2) and need no stack trace. */
-const KNOWN_ERRORS = new Set(['DecoderOptionError', 'DecoderPluginError', 'VerifyInputError', 'EraOptionError', 'EraMetadataError', 'PartitionTableError', 'NtfsError', 'NtfsFormatError', 'NtfsNotFoundError', 'NtfsUnsupportedError', 'NtfsLimitError', 'ConfigError']);
+const KNOWN_ERRORS = new Set(['DecoderOptionError', 'DecoderPluginError', 'VerifyInputError', 'EraOptionError', 'EraMetadataError', 'PartitionTableError', 'NtfsError', 'NtfsFormatError', 'NtfsNotFoundError', 'NtfsUnsupportedError', 'NtfsLimitError', 'ConfigError', 'ReportInputError', 'RunConfigError', 'HistoryIndexError', 'ReporterOptionError']);
 
 export function exitCodeFor(error: unknown): number {
   if (error instanceof CheckFailed) return EXIT_FAILED;
@@ -33,6 +34,7 @@ function program(): Command {
   p.addCommand(imageCommand());
   p.addCommand(cbtCommand());
   p.addCommand(verifyCommand());
+  p.addCommand(reportCommand());
   p.addCommand(demoCommand());
   // Usage errors exit 2, like every other bad input (commander's default would be 1).
   const exitOverride = (cmd: Command) => {
