@@ -40,6 +40,8 @@ export interface StartedSshd {
   log: () => string;
   /** SIGKILL the listener and all its descendants (a crash); resolves when they are gone. */
   kill: () => Promise<void>;
+  /** SIGSTOP the listener and its descendants (a frozen host); the returned function resumes them. */
+  freeze: () => Promise<() => Promise<void>>;
   /** SIGTERM the listener and its descendants, SIGKILL after 5 s; removes the temp dir. Idempotent. */
   stop: () => Promise<void>;
 }
@@ -168,6 +170,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<StartedSshd> {
   let stopped: Promise<void> | null = null;
   const stop = (): Promise<void> =>
     (stopped ??= (async () => {
+      await signalAll('SIGCONT');
       await signalAll('SIGTERM');
       if (!(await waitAllGone(5000))) await signalAll('SIGKILL');
       await exited;
@@ -190,6 +193,10 @@ export async function startSshd(opts: SshdOptions = {}): Promise<StartedSshd> {
     dir,
     pid,
     log: () => log,
+    freeze: async () => {
+      await signalAll('SIGSTOP');
+      return () => signalAll('SIGCONT');
+    },
     kill: async () => {
       await signalAll('SIGKILL');
       await exited;

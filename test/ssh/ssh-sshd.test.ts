@@ -297,6 +297,22 @@ test('server killed mid-exec: the command rejects with kind closed, later calls 
   t.is((await t.throwsAsync(c.upload(Buffer.from('x'), '/tmp/never'), { instanceOf: SshError })).kind, 'closed');
 });
 
+test('a frozen server is declared gone by keepalive: kind closed', async (t) => {
+  const s = await startSshd();
+  t.teardown(() => s.stop());
+  const c = await connect(t, s, {}, { keepaliveIntervalMs: 200, keepaliveCountMax: 2 });
+  const sleeper = await remoteSleep(t);
+  const p = c.exec(sleeper.command);
+  p.catch(() => {});
+  await sleeper.running();
+  const resume = await s.freeze();
+  t.teardown(resume);
+  const e = await t.throwsAsync(p, { instanceOf: SshError });
+  t.is(e.kind, 'closed');
+  t.regex(e.message, /[Kk]eepalive/);
+  t.true(c.closed);
+});
+
 test('close: running command rejects with kind closed; await using disposes', async (t) => {
   let seen: SshClient | undefined;
   {
