@@ -4,6 +4,7 @@
  * container per run for host-wide work (facts, staging). Guest images live in a named volume
  * mounted in every container: staged once per engine, read-only in job containers.
  */
+import { randomBytes } from 'node:crypto';
 import type Docker from 'dockerode';
 import { describeDocker, dockerClient } from './docker-engine.ts';
 import { DockerTransport, WORKER_HARNESS_DIR } from './docker-transport.ts';
@@ -28,9 +29,21 @@ export class DockerExecutor extends ShellExecutor {
   private serviceId: string | null = null;
   private kvm: boolean | null = null;
 
-  constructor(spec: DockerHostSpec, options: ExecutorOptions & { docker?: Docker }) {
+  private readonly tcp: 'tunnel' | 'address';
+  /** Two executors of one run on one engine (two controllers, a test) must not clash on names. */
+  private readonly instance = randomBytes(3).toString('hex');
+
+  /**
+   * @param options.tcp how `connectTcp` reaches a port in a job container. `tunnel`: to
+   * 127.0.0.1:port inside the container through an exec running the worker's Node — works with
+   * any engine, local or remote, and with services bound to loopback (QEMU's `hostfwd` and QMP
+   * usually are). `address`: straight to the container's address — less overhead, but only for
+   * a local engine and services listening on all interfaces. @default 'tunnel'
+   */
+  constructor(spec: DockerHostSpec, options: ExecutorOptions & { docker?: Docker; tcp?: 'tunnel' | 'address' }) {
     super(spec, options);
     this.client = options.docker ?? null;
+    this.tcp = options.tcp ?? 'tunnel';
   }
 
   /** The engine client, made on first use (TLS files are read then: a missing one fails this host only). */
@@ -61,9 +74,9 @@ export class DockerExecutor extends ShellExecutor {
     return { ...this.spec.labels, [HARNESS_LABEL]: 'worker', [LABEL_RUN]: this.runId, [LABEL_LEASE]: JSON.stringify(this.lease), ...extra };
   }
 
-  /** Container names are unique per engine: run id, host name and role. */
+  /** Container names are unique per engine: run id, host name, role, and this executor's tag. */
   private containerName(role: string): string {
-    return `cbt-${this.runId}-${this.name}-${role}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 200);
+    return `cbt-${this.runId}-${this.name}-${role}-${this.instance}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 200);
   }
 
   private async checkEngine(signal?: AbortSignal): Promise<void> {
@@ -134,7 +147,7 @@ export class DockerExecutor extends ShellExecutor {
         throw this.infra(`cannot start a ${role} container from ${this.spec.image}`, error);
       }
     }
-    return new DockerTransport({ hostName: this.name, docker: this.docker, containerId: container.id, directTcp: 'socketPath' in this.spec.docker });
+    return new DockerTransport({ hostName: this.name, docker: this.docker, containerId: container.id, directTcp: this.tcp === 'address' });
   }
 
   protected control(signal?: AbortSignal): Promise<Transport> {

@@ -1,7 +1,7 @@
 /**
  * Transport into one running container through the engine's exec API (no network needed between
  * the harness and the container): commands via `docker exec sh -c`, files via `cat >` on stdin,
- * TCP via the container's address when the engine is local, else an exec tunnel.
+ * TCP through an exec tunnel (or, when asked, straight to the container's address).
  */
 import { createReadStream } from 'node:fs';
 import { Duplex, Readable } from 'node:stream';
@@ -44,7 +44,7 @@ export interface DockerTransportOptions {
   hostName: string;
   docker: Docker;
   containerId: string;
-  /** Connect to container ports by its address (only when the engine runs on this machine). */
+  /** Connect to container ports by the container's address instead of the exec tunnel. */
   directTcp: boolean;
 }
 
@@ -146,11 +146,10 @@ export class DockerTransport implements Transport {
   }
 
   async connectTcp(port: number, signal?: AbortSignal): Promise<Duplex> {
-    if (this.o.directTcp) {
-      const ip = await this.address();
-      if (ip) return tcpConnect(ip, port, this.o.hostName, signal);
-    }
-    return this.tunnel(port, signal);
+    if (!this.o.directTcp) return this.tunnel(port, signal);
+    const ip = await this.address();
+    if (!ip) throw new HostError(this.o.hostName, `${this.description} has no network address; use the exec tunnel`);
+    return tcpConnect(ip, port, this.o.hostName, signal);
   }
 
   /**

@@ -13,8 +13,9 @@
  *   W/runs/<runId>/run.json                               the run's lease (who, pid, since when)
  *   W/runs/<runId>/<jobId>/                               a job's folder (.cbt/ holds bookkeeping)
  *
- * Every process a job starts carries CBT_HARNESS_RUN / CBT_HARNESS_JOB / CBT_HARNESS_EXEC in its
- * environment (see shell.ts): killing a command, a job or a crashed run finds them all.
+ * Every process a job starts carries CBT_HARNESS_RUN / CBT_HARNESS_JOB / CBT_HARNESS_SESSION /
+ * CBT_HARNESS_EXEC in its environment (see shell.ts): killing a command (EXEC), a job (SESSION, a
+ * random id per session) or a crashed run (RUN) finds them all, and nothing else.
  */
 import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
@@ -23,7 +24,7 @@ import { CommandTimeoutError, HostError, HostOperationError, InfrastructureError
 import { factsScript, parseFacts, type FactLimits, type HostFacts } from './facts.ts';
 import { defaultLogger, type Logger } from './log.ts';
 import { currentLease, isLeaseLive, RUN_ID_PATTERN, type LivenessOptions, type RunLease } from './run-lease.ts';
-import { ENV_EXEC, ENV_JOB, ENV_RUN, ID_PATTERN, KILL_FN, shJoin, shq } from './shell.ts';
+import { ENV_EXEC, ENV_JOB, ENV_RUN, ENV_SESSION, ID_PATTERN, KILL_FN, shJoin, shq } from './shell.ts';
 import { hashImageSet } from './staging.ts';
 import type { Transport, TransportResult } from './transport.ts';
 import type { HostSpec } from './types.ts';
@@ -65,6 +66,7 @@ export interface RunningCommand {
 
 export interface HarnessResult {
   exitCode: number | null;
+  signal: string | null;
   /** stdout parsed as JSON, when it is JSON. */
   json: unknown;
   stdout: string;
@@ -175,6 +177,7 @@ export class ShellJobSession implements JobSession {
   private readonly init: JobSessionInit;
   private closed: Promise<void> | null = null;
   private readonly running = new Set<Promise<unknown>>();
+  private readonly session = `s${randomBytes(8).toString('hex')}`;
 
   constructor(init: JobSessionInit) {
     this.init = init;
@@ -218,7 +221,7 @@ sleep 0.1; cbt_kill KILL ${shq(`${ENV_EXEC}=${id}`)} >/dev/null`;
     options.signal?.throwIfAborted();
     const id = `x${randomBytes(6).toString('hex')}`;
     const command = shJoin(argv);
-    const env: Record<string, string> = { ...options.env, [ENV_RUN]: this.init.runId, [ENV_JOB]: this.jobId, [ENV_EXEC]: id };
+    const env: Record<string, string> = { ...options.env, [ENV_RUN]: this.init.runId, [ENV_JOB]: this.jobId, [ENV_SESSION]: this.session, [ENV_EXEC]: id };
     for (const k of Object.keys(env)) if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new HostOperationError(this.host, `not an environment variable name: ${JSON.stringify(k)}`);
     const cwd = options.cwd === undefined ? this.workdir : this.resolve(options.cwd);
     // `exec` replaces the shell, so the command itself carries the labels in /proc/PID/environ.
@@ -312,13 +315,13 @@ sleep 0.1; cbt_kill KILL ${shq(`${ENV_EXEC}=${id}`)} >/dev/null`;
         json = undefined;
       }
     }
-    return { exitCode: r.exitCode, json, stdout: r.stdout, stderr: r.stderr, durationMs: r.durationMs };
+    return { exitCode: r.exitCode, signal: r.signal, json, stdout: r.stdout, stderr: r.stderr, durationMs: r.durationMs };
   }
 
   close(): Promise<void> {
     this.closed ??= (async () => {
       try {
-        const r = await this.admin(`${KILL_FN}\ncbt_killall ${shq(`${ENV_JOB}=${this.jobId}`)}\nrm -rf ${shq(this.workdir)}`);
+        const r = await this.admin(`${KILL_FN}\ncbt_killall ${shq(`${ENV_SESSION}=${this.session}`)}\nrm -rf ${shq(this.workdir)}`);
         if (r.stdout.toString().includes('forced:')) this.init.log('job processes needed SIGKILL', { host: this.host, job: this.jobId });
       } catch (error) {
         // The host may be gone (that is often why a job ends early); the sweeper covers it.

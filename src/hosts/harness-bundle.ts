@@ -113,11 +113,28 @@ export async function sha256File(path: string, signal?: AbortSignal): Promise<st
   return h.digest('hex');
 }
 
-/**
- * Builds (or reuses) the bundle. The local cache is keyed by the list of files with their sizes
- * and modification times (cheap: no reading); the returned sha256 is of the tarball's bytes.
+/*
+ * The local cache is keyed by the list of files with their sizes and modification times (no
+ * reading); the returned sha256 is of the tarball's bytes.
  */
-export async function harnessBundle(options: HarnessBundleOptions = {}): Promise<HarnessBundle> {
+const memo = new Map<string, Promise<HarnessBundle>>();
+
+/**
+ * Builds (or reuses) the bundle; within one process the first answer is remembered (listing and
+ * stat-ing node_modules takes seconds, and the sources do not change under a running harness).
+ */
+export function harnessBundle(options: HarnessBundleOptions = {}): Promise<HarnessBundle> {
+  const key = `${options.repoRoot ?? REPO_ROOT}\0${options.cacheDir ?? ''}`;
+  let p = memo.get(key);
+  if (!p) {
+    p = buildBundle(options);
+    memo.set(key, p);
+    p.catch(() => memo.delete(key));
+  }
+  return p;
+}
+
+async function buildBundle(options: HarnessBundleOptions): Promise<HarnessBundle> {
   const repoRoot = options.repoRoot ?? REPO_ROOT;
   const cacheDir = options.cacheDir ?? join(repoRoot, '.cache/harness');
   const files = await bundleFiles(repoRoot);

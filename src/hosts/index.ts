@@ -30,5 +30,5 @@ export { harnessBundle, bundleFiles, productionPackages, REPO_ROOT, NODE_IN_REPO
 export { buildWorkerImage, workerRootfs, detectDebianMirror, parsePackageList, HARNESS_LABEL, WORKER_REPOSITORY, type WorkerImage, type WorkerImageOptions } from './worker-image.ts';
 export { dockerClient, describeDocker, sshFingerprint, expandHome } from './docker-engine.ts';
 export { testbedUp, testbedDown, testbedKillHost, readTestbedState, type TestbedOptions, type TestbedState, type TestbedSshHost, type TestbedDownReport } from './testbed.ts';
-export { ENV_RUN, ENV_JOB, ENV_EXEC, shq } from './shell.ts';
+export { ENV_RUN, ENV_JOB, ENV_EXEC, ENV_SESSION, shq } from './shell.ts';
 export type { Logger, LogFields } from './log.ts';

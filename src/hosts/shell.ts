@@ -17,6 +17,11 @@ export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 export const ENV_RUN = 'CBT_HARNESS_RUN';
 export const ENV_JOB = 'CBT_HARNESS_JOB';
 export const ENV_EXEC = 'CBT_HARNESS_EXEC';
+/**
+ * A random id per job session: cleanup kills by it, never by the job id (two runs, or two
+ * inventory hosts on one machine, can have jobs of the same name).
+ */
+export const ENV_SESSION = 'CBT_HARNESS_SESSION';
 
 /**
  * Shell function `cbt_kill SIGNAL KEY=VALUE`: signals every process whose environment holds that

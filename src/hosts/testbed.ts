@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, openSync, closeSync } from 'node:fs';
 import { mkdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
@@ -261,9 +262,13 @@ export async function testbedUp(options: TestbedOptions = {}): Promise<{ state: 
         host.port = await freePort();
       }
       await writeFile(join(dir, 'sshd_config'), sshdConfig(dir, `${host.address}:${host.port}`, `${state.clientKey}.pub`));
-      // `ip netns exec` execs sshd in place, so the pid is sshd's; -D: no fork, -e: log to stderr.
-      const argv = [sshd, '-D', '-e', '-f', join(dir, 'sshd_config')];
-      host.pid = host.netns ? daemon('ip', ['netns', 'exec', host.netns, ...argv], join(dir, 'sshd.log')) : daemon(argv[0], argv.slice(1), join(dir, 'sshd.log'));
+      // Each host gets its own empty home folder, bind-mounted over ours in sshd's private mount
+      // namespace (`ip netns exec` makes one; `unshare -m` without namespaces): like a fresh
+      // machine, and this machine's shell start-up files (run by bash for every SSH command)
+      // stay out of the way. sh and sshd are exec'd in place, so the pid is sshd's.
+      await mkdir(join(dir, 'home'), { recursive: true, mode: 0o700 });
+      const inner = `mount --bind ${join(dir, 'home')} ${homedir()} && exec ${sshd} -D -e -f ${join(dir, 'sshd_config')}`;
+      host.pid = host.netns ? daemon('ip', ['netns', 'exec', host.netns, 'sh', '-c', inner], join(dir, 'sshd.log')) : daemon('unshare', ['-m', '--propagation', 'private', 'sh', '-c', inner], join(dir, 'sshd.log'));
       await saveState(state);
       await waitTcp(host.address, host.port, 10_000, `sshd of ${name}`, options.signal).catch(async (error: unknown) => {
         const logText = await readFile(join(dir, 'sshd.log'), 'utf8').catch(() => '');

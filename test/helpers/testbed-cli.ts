@@ -13,8 +13,8 @@ const NODE = process.execPath;
 let registered: Promise<boolean> | undefined;
 
 async function cliHasHosts(): Promise<boolean> {
-  const r = await execa(CLI, ['hosts', '--help'], { reject: false });
-  return r.exitCode === 0 && String(r.stdout).includes('check');
+  const r = await execa(CLI, ['hosts', 'check', '--help'], { reject: false });
+  return r.exitCode === 0 && String(r.stdout).includes('--hosts <file>');
 }
 
 export async function runHostsCli(args: string[], options: { timeoutMs?: number } = {}): Promise<{ exitCode: number; stdout: string; stderr: string }> {
