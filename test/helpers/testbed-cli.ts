@@ -10,16 +10,20 @@ import { CLI } from './tools.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const NODE = process.execPath;
-let registered: Promise<boolean> | undefined;
+const registered = new Map<string, Promise<boolean>>();
 
-async function cliHasHosts(): Promise<boolean> {
-  const r = await execa(CLI, ['hosts', 'check', '--help'], { reject: false });
-  return r.exitCode === 0 && String(r.stdout).includes('--hosts <file>');
+/** Does the real CLI know this command path (its own help names it, not the top-level help)? */
+async function cliHas(path: string[]): Promise<boolean> {
+  const r = await execa(CLI, [...path, '--help'], { reject: false });
+  return r.exitCode === 0 && String(r.stdout).startsWith(`Usage: cbt-harness ${path.join(' ')}`);
 }
 
 export async function runHostsCli(args: string[], options: { timeoutMs?: number } = {}): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  registered ??= cliHasHosts();
-  const [cmd, argv] = (await registered) ? [CLI, args] : [NODE, ['--disable-warning=ExperimentalWarning', join(here, 'testbed-cli-main.ts'), ...args]];
+  const firstOption = args.findIndex((a) => a.startsWith('-'));
+  const path = (firstOption < 0 ? args : args.slice(0, firstOption)).slice(0, 3);
+  const key = path.join(' ');
+  if (!registered.has(key)) registered.set(key, cliHas(path));
+  const [cmd, argv] = (await registered.get(key)) ? [CLI, args] : [NODE, ['--disable-warning=ExperimentalWarning', join(here, 'testbed-cli-main.ts'), ...args]];
   const r = await execa(cmd, argv, { reject: false, timeout: options.timeoutMs ?? 120_000 });
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }

@@ -227,6 +227,31 @@ test.serial('a wrong pinned host key is refused with both fingerprints named', a
   t.regex(r.stdout, /ssh-1\s+ssh\s+ok/);
 });
 
+test.serial('worker containers get /dev/kvm when the engine has it (kvm auto), none with kvm never', async (t) => {
+  const runId = newRunId();
+  const spec = host('docker-1') as DockerHostSpec;
+  const hasKvm = existsSync('/dev/kvm');
+  for (const kvm of ['auto', 'never'] as const) {
+    const ex = new DockerExecutor({ ...spec, kvm }, { runId });
+    try {
+      const job = await ex.openJob(`kvm-${kvm}`);
+      const r = await job.exec(['sh', '-c', 'test -c /dev/kvm && echo yes || echo no']);
+      t.is(r.stdout.trim(), kvm === 'auto' && hasKvm ? 'yes' : 'no', kvm);
+      await job.close();
+    } finally {
+      await ex.close();
+    }
+  }
+});
+
+test.serial('image build worker finds the testbed engine up to date', async (t) => {
+  const r = await runHostsCli(['image', 'build', 'worker', '--docker-socket', tb.state.docker?.socket ?? '', '--json']);
+  t.is(r.exitCode, 0, r.stderr);
+  const img = JSON.parse(r.stdout) as { name: string; built: { rootfs: boolean; base: boolean; image: boolean } };
+  t.is(img.name, tb.state.docker?.image ?? 'no image in the testbed state');
+  t.deepEqual(img.built, { rootfs: false, base: false, image: false });
+});
+
 test.serial('the sweeper removes what a crashed run left: a labelled process on an ssh host, containers on docker', async (t) => {
   // A crashed run: its lease names this machine and a pid that no longer exists.
   const dead = spawn('true');
