@@ -348,6 +348,17 @@ export async function buildLinuxRef(opts: BuildLinuxRefOptions = {}): Promise<Li
   });
 }
 
+/** Removes cached linux-ref images other than `keep` (their folders, manifests and all). */
+export async function pruneLinuxRefCache(keep: string, cacheDir: string = defaultImageCache()): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(cacheDir).catch(() => [] as string[])) {
+    if (!/^linux-ref-[0-9a-f]{16}$/.test(name) || name === `linux-ref-${keep}`) continue;
+    await rm(join(cacheDir, name), { recursive: true, force: true });
+    removed.push(join(cacheDir, name));
+  }
+  return removed;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Catalog: a built image → VmSpec, keys, SSH.
 
