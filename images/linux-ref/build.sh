@@ -168,7 +168,7 @@ case "$COMPRESS" in
   xz) comp=(xz --check=crc32 -T0) ;;  # the kernel's xz unpacker accepts crc32, not crc64
   *) die "CBT_COMPRESS must be none, gzip, lz4, zstd or xz, got '$COMPRESS'" ;;
 esac
-(cd "$R" && find . -mindepth 1 | sort | cpio -o -H newc -R 0:0 --quiet) | "${comp[@]}" >"$CBT_OUT/initrd.img"
+(cd "$R" && find . -mindepth 1 | sort | cpio -o -H newc -R 0:0 --reproducible --quiet) | "${comp[@]}" >"$CBT_OUT/initrd.img"
 
 # 6. tools disk
 if [ "$TOOLS" = 1 ]; then

@@ -1,7 +1,9 @@
 /**
  * Finds what crashed runs left behind: runtime folders `cbt-vm-*` in the temp dir whose label
- * file `cbt-vm.json` names a run, and the QEMU processes they record (matched by pid *and* by
- * the `-name cbt-<runId>-<vmId>` on their command line, so a recycled pid is never killed).
+ * file `cbt-vm.json` names a run whose harness process (`ownerPid`) is gone, and the QEMU
+ * processes they record (matched by pid *and* by the `-name cbt-<runId>-<vmId>` on their
+ * command line, so a recycled pid is never killed). VMs of a harness still running are not
+ * leftovers and are never touched.
  */
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,6 +16,15 @@ export interface Leftover {
   pid: number | null;
   /** The recorded pid is a live QEMU carrying this label. */
   alive: boolean;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 async function cmdlineOf(pid: number): Promise<string | null> {
@@ -30,7 +41,7 @@ export async function findLeftoverVms(opts: { runId?: string; root?: string } = 
   for (const name of await readdir(root).catch(() => [] as string[])) {
     if (!name.startsWith('cbt-vm-')) continue;
     const dir = join(root, name);
-    let meta: { label?: unknown; runId?: unknown; pid?: unknown };
+    let meta: { label?: unknown; runId?: unknown; pid?: unknown; ownerPid?: unknown };
     try {
       meta = JSON.parse(await readFile(join(dir, 'cbt-vm.json'), 'utf8')) as typeof meta;
     } catch {
@@ -38,6 +49,8 @@ export async function findLeftoverVms(opts: { runId?: string; root?: string } = 
     }
     if (typeof meta.label !== 'string' || typeof meta.runId !== 'string') continue;
     if (opts.runId !== undefined && meta.runId !== opts.runId) continue;
+    if (Number.isInteger(meta.ownerPid) && meta.ownerPid !== process.pid && pidAlive(meta.ownerPid as number)) continue;
+    if (meta.ownerPid === process.pid) continue;
     const pid = Number.isInteger(meta.pid) ? (meta.pid as number) : null;
     const cmd = pid === null ? null : await cmdlineOf(pid);
     out.push({ dir, label: meta.label, runId: meta.runId, pid, alive: cmd !== null && cmd.includes(`${meta.label},`) });

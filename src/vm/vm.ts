@@ -97,6 +97,17 @@ interface ExitInfo {
   signal: NodeJS.Signals | null;
 }
 
+const TIMED_OUT = Symbol('timed out');
+/** `p`, or TIMED_OUT after `ms`; the timer is cleared either way (a pending one would keep the process alive). */
+async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+  const ac = new AbortController();
+  try {
+    return await Promise.race([p, sleep(ms, TIMED_OUT, { signal: ac.signal })]);
+  } finally {
+    ac.abort();
+  }
+}
+
 let setprivChecked: Promise<boolean> | null = null;
 function hasSetprivPdeathsig(): Promise<boolean> {
   setprivChecked ??= new Promise((resolvePromise) => {
@@ -194,7 +205,7 @@ async function startOnce(spec: VmSpec, label: string, accel: AccelChoice, opts: 
         resolvePromise({ code: null, signal: null });
       });
     });
-    await writeFile(join(runtimeDir, 'cbt-vm.json'), `${JSON.stringify({ label, runId: spec.runId, vmId: spec.vmId, pid: proc.pid, startedAt: new Date().toISOString(), qemu, argv }, null, 1)}\n`, { mode: 0o600 });
+    await writeFile(join(runtimeDir, 'cbt-vm.json'), `${JSON.stringify({ label, runId: spec.runId, vmId: spec.vmId, pid: proc.pid, ownerPid: process.pid, startedAt: new Date().toISOString(), qemu, argv }, null, 1)}\n`, { mode: 0o600 });
     const readyTimeoutMs = opts.readyTimeoutMs ?? 30_000;
     const connecting = QmpClient.connect({ path: qmpSocket }, { retryUntil: Date.now() + readyTimeoutMs, timeoutMs: readyTimeoutMs, signal: opts.signal, label: `${label} QMP` });
     const early = exited.then((x) => {
@@ -206,8 +217,8 @@ async function startOnce(spec: VmSpec, label: string, accel: AccelChoice, opts: 
       connecting.then((c) => c.close(), () => undefined);
       // QEMU may have exited because of bad arguments: its stderr explains the QMP failure.
       if (e instanceof QmpError) {
-        const x = await Promise.race([exited, sleep(200).then(() => null)]);
-        if (x) throw new VmError('start', `QEMU exited during start-up (${x.code ?? x.signal}): ${stderr.trim() || '(no stderr)'}`, { vm: label, cause: e });
+        const x = await withTimeout(exited, 200);
+        if (x !== TIMED_OUT) throw new VmError('start', `QEMU exited during start-up (${x.code ?? x.signal}): ${stderr.trim() || '(no stderr)'}`, { vm: label, cause: e });
         throw new VmError('start', `QMP did not come up: ${e.message}`, { vm: label, cause: e });
       }
       throw e;
@@ -497,8 +508,7 @@ export class RunningVm implements AsyncDisposable, LiveVm {
 
   async #waitExit(ms: number): Promise<boolean> {
     if (this.#exitInfo) return true;
-    const r = await Promise.race([this.exited.then(() => true), sleep(ms).then(() => false)]);
-    return r;
+    return (await withTimeout(this.exited, ms)) !== TIMED_OUT;
   }
 
   /** Stops QEMU gracefully then by force; idempotent (later calls get the first result). */
@@ -512,7 +522,7 @@ export class RunningVm implements AsyncDisposable, LiveVm {
         try {
           if (graceful === 'powerdown') await this.execute('system_powerdown', undefined, { timeoutMs: 5_000 });
           // A guest callback that hangs (an SSH session that never returns) must not hold us.
-          else await Promise.race([graceful(this), this.exited, sleep(timeoutMs)]);
+          else await withTimeout(Promise.race([graceful(this), this.exited]), timeoutMs);
         } catch (e) {
           log.debug('graceful step failed', { vm: this.label, error: e });
         }
