@@ -23,3 +23,22 @@ export {
 } from './adapter.ts';
 export { MAX_COMMAND_LINE, PowerShellQuoteError, psCommandLine, psDecode, psEncode, psQuote, psScriptOf, readableStderr, winArg, winCommandLine } from './powershell.ts';
 export { createWindowsAdapter, fillTemplate, splitCommandTemplate, WindowsAdapter, type WindowsAdapterOptions } from './windows.ts';
+export {
+  buildPaths,
+  driverPathsFragment,
+  firstLogonCommand,
+  installArgv,
+  renderAutounattend,
+  renderTemplate,
+  resolveImageOptions,
+  setupConfig,
+  swtpmArgv,
+  WindowsImageError,
+  xmlEscape,
+  type ResolvedWindowsImageOptions,
+  type SetupConfig,
+  type Win11Checks,
+  type WindowsImageManifest,
+  type WindowsImageOptions,
+} from './windows-image.ts';
+export { buildWindowsImage, packAnswerMedia, parseComLine, RECIPE_DIR, stageAnswerFiles, type BuildOptions } from './windows-image-build.ts';
