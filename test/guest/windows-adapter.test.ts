@@ -23,14 +23,19 @@ interface Harness {
   records: GuestCommandRecord[];
   connects: number;
   commands: string[];
+  /** Drop the current connection (as a network failure would). */
+  drop: () => void;
 }
 
 function harness(opts: Partial<WindowsAdapterOptions> = {}, fakeDisks = disks()): Harness {
   const state = newFakeState(fakeDisks);
-  const h: Harness = { state, adapter: undefined as unknown as WindowsAdapter, records: [], connects: 0, commands: [] };
+  const h: Harness = { state, adapter: undefined as unknown as WindowsAdapter, records: [], connects: 0, commands: [], drop: () => {} };
   const connect: WindowsAdapterOptions['connect'] = async () => {
     h.connects++;
     let closed = false;
+    h.drop = () => {
+      closed = true;
+    };
     const shell: GuestShell = {
       get closed() {
         return closed;
@@ -223,10 +228,16 @@ test('exit codes, CLIXML stderr and lost connections become GuestErrors with the
   // A lost connection during a fault is a command error (not a silent success), and the next call reconnects.
   const h2 = harness();
   await h2.adapter.flush();
-  const shellClose = h2.adapter as unknown as { close(): Promise<void> };
   t.is(h2.connects, 1);
-  await shellClose.close();
-  await t.throwsAsync(h2.adapter.flush(), { instanceOf: GuestError, message: /closed/ });
+  h2.drop();
+  const lost = await t.throwsAsync(h2.adapter.offline(data0), { instanceOf: GuestError, message: /closed/ });
+  t.is(lost?.kind, 'command');
+  t.is(h2.records.at(-1)?.exitCode, null);
+  await h2.adapter.flush();
+  t.is(h2.connects, 2, 'reconnected');
+  // A closed adapter refuses further calls.
+  await h2.adapter.close();
+  await t.throwsAsync(h2.adapter.flush(), { instanceOf: GuestError, message: /adapter is closed/ });
 });
 
 test('every script parses under the tree-sitter PowerShell grammar, with hostile values in every literal', async (t) => {
