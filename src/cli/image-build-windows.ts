@@ -1,6 +1,7 @@
 /**
  * `cbt-harness image build windows`: build a Windows guest image from the user's own media
- * (images/windows/README.md). Wire with `imageCommand().addCommand(imageBuildCommand())`.
+ * (images/windows/README.md). `image build` is a command group (hosts-commands.ts); register this
+ * one in it: `imageBuildCommand().addCommand(windowsImageBuildCommand())`.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -135,9 +136,4 @@ export function windowsImageBuildCommand(): Command {
       if (flags.json) await printJson(manifest);
       else await printText(`Windows image in ${out}: system.qcow2, data.qcow2, OVMF_VARS.fd, manifest.json${manifest.forcedStop ? ' (QEMU had to be quit: check the image)' : ''}`);
     });
-}
-
-/** `image build` with its `windows` subcommand. */
-export function imageBuildCommand(): Command {
-  return new Command('build').description('build guest images').addCommand(windowsImageBuildCommand());
 }

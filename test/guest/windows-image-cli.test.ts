@@ -2,13 +2,14 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
-import { CommanderError } from 'commander';
-import { imageBuildCommand } from '../../src/cli/image-build-windows.ts';
+import { Command, CommanderError } from 'commander';
+import { windowsImageBuildCommand } from '../../src/cli/image-build-windows.ts';
 import { WindowsImageError } from '../../src/guest/index.ts';
 import { tempDir } from '../helpers/tools.ts';
 
 function cmd() {
-  const c = imageBuildCommand();
+  // As it will be registered: under the `image build` group.
+  const c = new Command('build').addCommand(windowsImageBuildCommand());
   const quiet = (x: typeof c): void => {
     x.exitOverride().configureOutput({ writeOut: () => {}, writeErr: () => {} });
     for (const s of x.commands) quiet(s);
