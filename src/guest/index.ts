@@ -42,3 +42,5 @@ export {
   type WindowsImageOptions,
 } from './windows-image.ts';
 export { buildWindowsImage, packAnswerMedia, parseComLine, RECIPE_DIR, stageAnswerFiles, type BuildOptions } from './windows-image-build.ts';
+// The reference guest's image and VM spec (owned with images/linux-ref/); its adapter will be `./linux-ref.ts`.
+export * from './linux-ref-image.ts';
