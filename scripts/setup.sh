@@ -17,6 +17,7 @@ APT_PACKAGES=(
   openssh-server openssh-client    # real sshd for SSH tests
   time                             # /usr/bin/time -v: peak RSS of reference tools in benchmarks
   chromium libxml2-utils           # HTML report tested in a real headless browser; xmllint for JUnit
+  xorriso genisoimage mtools ovmf swtpm swtpm-tools  # Windows image recipe: answer media, UEFI, TPM
 )
 missing=()
 for entry in "${APT_PACKAGES[@]}"; do

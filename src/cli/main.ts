@@ -18,7 +18,7 @@ export const EXIT_BAD_INPUT = 2;
 export { CheckFailed };
 
 /** Typed errors of other modules that are bad input (exit 2) and need no stack trace. */
-const KNOWN_ERRORS = new Set(['DecoderOptionError', 'DecoderPluginError', 'VerifyInputError', 'EraOptionError', 'EraMetadataError', 'PartitionTableError', 'NtfsError', 'NtfsFormatError', 'NtfsNotFoundError', 'NtfsUnsupportedError', 'NtfsLimitError', 'ConfigError', 'ReportInputError', 'RunConfigError', 'HistoryIndexError', 'ReporterOptionError']);
+const KNOWN_ERRORS = new Set(['DecoderOptionError', 'DecoderPluginError', 'VerifyInputError', 'EraOptionError', 'EraMetadataError', 'PartitionTableError', 'NtfsError', 'NtfsFormatError', 'NtfsNotFoundError', 'NtfsUnsupportedError', 'NtfsLimitError', 'ConfigError', 'ReportInputError', 'RunConfigError', 'HistoryIndexError', 'ReporterOptionError', 'WindowsImageError', 'GuestError', 'PowerShellQuoteError']);
 
 export function exitCodeFor(error: unknown): number {
   if (error instanceof CheckFailed) return EXIT_FAILED;
