@@ -121,13 +121,34 @@ export class DockerTransport implements Transport {
         throw this.infra('cannot inspect an exec', error);
       }
       if (!info.Running && info.ExitCode !== null) {
+        // A failed command may have failed because its container died under it: that is the
+        // infrastructure's failure, not the command's.
+        // A death by SIGKILL/SIGTERM may be the container's own: the engine marks it stopped a
+        // moment after its processes die, so look for half a second.
+        if (info.ExitCode === 137 || info.ExitCode === 143) {
+          for (let k = 0; k < 5; k++) {
+            await this.assertAlive();
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
+        if (info.ExitCode !== 0) await this.assertAlive();
         return { exitCode: info.ExitCode, signal: null, stdout: out.bytes(), stderr: err.bytes(), truncated: out.truncated || err.truncated };
       }
       await new Promise((r) => setTimeout(r, 20));
     }
-    const state = await this.o.docker.getContainer(this.o.containerId).inspect().catch(() => null);
-    if (!state?.State.Running) throw new InfrastructureError(this.o.hostName, `${this.description} stopped while a command ran (exit ${state?.State.ExitCode ?? '?'}${state?.State.OOMKilled ? ', out of memory' : ''})`);
+    await this.assertAlive();
     throw new InfrastructureError(this.o.hostName, `${this.description}: the engine reports no exit code for a finished command`);
+  }
+
+  /** Throws InfrastructureError when the container is no longer running. */
+  private async assertAlive(): Promise<void> {
+    let state: Docker.ContainerInspectInfo;
+    try {
+      state = await this.o.docker.getContainer(this.o.containerId).inspect();
+    } catch (error) {
+      throw this.infra('cannot inspect', error);
+    }
+    if (!state.State.Running) throw new InfrastructureError(this.o.hostName, `${this.description} stopped while a command ran (${state.State.Status}, exit ${state.State.ExitCode}${state.State.OOMKilled ? ', out of memory' : ''})`);
   }
 
   async upload(source: string | Uint8Array, remotePath: string, signal?: AbortSignal): Promise<void> {

@@ -160,9 +160,12 @@ async function buildBundle(options: HarnessBundleOptions): Promise<HarnessBundle
     const sha256 = await sha256File(tmp, options.signal);
     await rename(tmp, path);
     await writeFile(sumPath, `${sha256}\n`);
-    // Older bundles of this checkout are dead weight.
+    // Older bundles of this checkout are dead weight — once no other process can still be
+    // about to read them (an hour: a concurrent run may have picked one a moment ago).
     for (const name of await readdir(cacheDir)) {
-      if (name.startsWith('bundle-') && !name.startsWith(`bundle-${fast}`)) await rm(join(cacheDir, name), { force: true });
+      if (!name.startsWith('bundle-') || name.startsWith(`bundle-${fast}`)) continue;
+      const st = await stat(join(cacheDir, name)).catch(() => null);
+      if (st && Date.now() - st.mtimeMs > 3600_000) await rm(join(cacheDir, name), { force: true });
     }
     return { path, sha256, size: (await stat(path)).size, files: files.length };
   } catch (error) {

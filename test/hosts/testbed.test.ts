@@ -244,12 +244,38 @@ test.serial('worker containers get /dev/kvm when the engine has it (kvm auto), n
   }
 });
 
-test.serial('image build worker finds the testbed engine up to date', async (t) => {
+test.serial('image build worker reuses the cached rootfs and the imported base', async (t) => {
   const r = await runHostsCli(['image', 'build', 'worker', '--docker-socket', tb.state.docker?.socket ?? '', '--json']);
   t.is(r.exitCode, 0, r.stderr);
   const img = JSON.parse(r.stdout) as { name: string; built: { rootfs: boolean; base: boolean; image: boolean } };
-  t.is(img.name, tb.state.docker?.image ?? 'no image in the testbed state');
-  t.deepEqual(img.built, { rootfs: false, base: false, image: false });
+  t.regex(img.name, /^cbt-harness-worker:[0-9a-f]{16}$/);
+  t.false(img.built.rootfs);
+  t.false(img.built.base);
+  // The tag follows the harness sources: the same image unless the checkout changed meanwhile.
+  if (img.name === tb.state.docker?.image) t.false(img.built.image);
+  const tagged = await dockerClient({ socketPath: tb.state.docker?.socket ?? '' }).getImage('cbt-harness-worker:latest').inspect();
+  t.true(tagged.RepoTags?.includes(img.name));
+});
+
+test.serial('a worker container dying under a job is an infrastructure failure: the job moves to another host', async (t) => {
+  const docker = dockerClient({ socketPath: tb.state.docker?.socket ?? '' });
+  const { result, runId } = await withPool(async (pool) => {
+    const result = await schedule([{ id: 'victim', payload: 0 }], [host('docker-1'), host('local')], onJobSession(pool, async (_job, session) => {
+      if (session.host === 'docker-1') {
+        const [c] = await docker.listContainers({ filters: { label: [`${LABEL_RUN}=${pool.runId}`, 'org.cbt-harness.role=job'] } });
+        setTimeout(() => void docker.getContainer(c.Id).kill().catch(() => {}), 500);
+      }
+      const r = await session.exec(['sleep', '3']);
+      return `${session.host}: exit ${r.exitCode}`;
+    }));
+    return { result, runId: pool.runId };
+  });
+  const [o] = result.outcomes;
+  t.is(o.status, 'done');
+  t.is(o.result, 'local: exit 0');
+  t.deepEqual(o.attempts.map((a) => [a.host, a.outcome]), [['docker-1', 'infrastructure'], ['local', 'ok']]);
+  t.regex(o.attempts[0].error ?? '', /InfrastructureError: host docker-1: .*(stopped while a command ran|not running|gone)/);
+  t.deepEqual(await leftovers(runId), []);
 });
 
 test.serial('the sweeper removes what a crashed run left: a labelled process on an ssh host, containers on docker', async (t) => {
