@@ -7,7 +7,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { liveVmLabels, startVm, VmError, type VmSpec } from '../../src/vm/index.ts';
 import { qemuImg, tempDir } from '../helpers/tools.ts';
 import { startTracked, stopInTeardown } from '../helpers/vm-guest.ts';
@@ -16,7 +16,7 @@ async function idleSpec(vmId: string, disks: VmSpec['disks'] = []): Promise<VmSp
   return { runId: 'life', vmId, accel: 'tcg', memoryMiB: 64, network: false, disks };
 }
 
-async function qcow2(t: import('ava').ExecutionContext, name: string): Promise<string> {
+async function qcow2(t: ExecutionContext, name: string): Promise<string> {
   const { dir, cleanup } = await tempDir('cbt-vm-life-');
   t.teardown(cleanup);
   const p = join(dir, name);
