@@ -485,10 +485,13 @@ export abstract class ShellExecutor implements HostExecutor {
   /** Stale runs in W/runs, their processes, their folders; and QEMU processes named after them. */
   protected async sweepWorkdir(t: Transport, options: SweepOptions, report: SweepReport): Promise<void> {
     const listing = await this.sh(`for d in ${shq(this.runsDir)}/r*/; do [ -d "$d" ] || continue; r=$(basename "$d"); printf 'run=%s %s\\n' "$r" "$(head -c 4096 "$d/run.json" 2>/dev/null | tr -d '\\n')"; done
-for d in /proc/[0-9]*; do c=$(tr '\\000' '\\001' < "$d/cmdline" 2>/dev/null); case "$c" in *qemu-system*) printf 'proc=%s %s\\n' "\${d#/proc/}" "$c";; esac; done
+for d in /proc/[0-9]*; do c=$(tr '\\000' '\\001' < "$d/cmdline" 2>/dev/null); case "$c" in *qemu-system*) printf 'proc=%s %s %s\\n' "\${d#/proc/}" "$(sed 's/.*) //' "$d/stat" 2>/dev/null | cut -d' ' -f20)" "$c";; esac; done
+echo "clock=$(cut -d' ' -f1 /proc/uptime) $(getconf CLK_TCK)"
 true`, 'listing runs', { transport: t, signal: options.signal });
     const leases = new Map<string, Partial<RunLease> | null>();
-    const procs: Array<{ pid: number; runId: string }> = [];
+    const procs: Array<{ pid: number; runId: string; startTicks: number }> = [];
+    let uptime = 0;
+    let ticks = 100;
     for (const line of listing.split('\n')) {
       let m = /^run=(\S+) ?(.*)$/.exec(line);
       if (m) {
@@ -503,18 +506,32 @@ true`, 'listing runs', { transport: t, signal: options.signal });
         leases.set(m[1], lease ?? { runId: m[1], startedAt: runIdTime(m[1]) });
         continue;
       }
-      m = /^proc=(\d+) (.*)$/.exec(line);
+      m = /^proc=(\d+) (\d*) (.*)$/.exec(line);
       if (m) {
-        const runId = qemuRunLabel(m[2].split('\x01'));
-        if (runId) procs.push({ pid: Number(m[1]), runId });
+        const runId = qemuRunLabel(m[3].split('\x01'));
+        if (runId) procs.push({ pid: Number(m[1]), runId, startTicks: Number(m[2] || 0) });
+        continue;
+      }
+      m = /^clock=([\d.]+) (\d+)$/.exec(line);
+      if (m) {
+        uptime = Number(m[1]);
+        ticks = Number(m[2]) || 100;
       }
     }
     const stale = new Set<string>();
     for (const [runId, lease] of leases) if (!isLeaseLive(lease, { ...options, currentRunId: this.runId })) stale.add(runId);
     for (const p of procs) {
       if (p.runId === this.runId) continue;
-      const lease = leases.get(p.runId) ?? options.knownLeases?.get(p.runId) ?? { runId: p.runId, startedAt: runIdTime(p.runId) };
-      if (!isLeaseLive(lease, { ...options, currentRunId: this.runId })) stale.add(p.runId);
+      const known = leases.get(p.runId) ?? options.knownLeases?.get(p.runId);
+      if (known) {
+        if (!isLeaseLive(known, { ...options, currentRunId: this.runId })) stale.add(p.runId);
+        continue;
+      }
+      // No lease anywhere: judge by age — of the run id's time and of the process itself (a
+      // VM a crashed run left has been running since then; a fresh one is someone's live work).
+      const maxAge = options.foreignMaxAgeMs ?? 24 * 3600 * 1000;
+      const processAgeMs = uptime > 0 ? (uptime - p.startTicks / ticks) * 1000 : 0;
+      if (processAgeMs > maxAge && !isLeaseLive({ runId: p.runId, startedAt: runIdTime(p.runId) }, { ...options, currentRunId: this.runId })) stale.add(p.runId);
     }
     for (const runId of stale) {
       const qemuPids = procs.filter((p) => p.runId === runId).map((p) => p.pid);

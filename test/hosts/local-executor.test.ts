@@ -165,13 +165,15 @@ test('sweep removes a crashed run (processes by label, QEMU by -name, its folder
   await writeFile(join(crashedDir, 'run.json'), JSON.stringify({ runId: crashed, controller: hostname(), pid: dead.pid, pidStart: '1', startedAt: new Date().toISOString() }));
   const labelled = spawn('sleep', ['300'], { env: { ...process.env, CBT_HARNESS_RUN: crashed }, detached: true, stdio: 'ignore' });
   const qemu = spawn('qemu-system-x86_64', ['-machine', 'none', '-nodefaults', '-display', 'none', '-S', '-name', `cbt-${crashed}-job-x`], { detached: true, stdio: 'ignore' });
+  // A VM named after an old run nobody has a lease for, but started just now: someone's live work.
+  const unknown = spawn('qemu-system-x86_64', ['-machine', 'none', '-nodefaults', '-display', 'none', '-S', '-name', `cbt-${newRunId(new Date(0))}-job-y`], { detached: true, stdio: 'ignore' });
   // A live run (this test process) with its own labelled process.
   const live = newRunId();
   const liveEx = new LocalExecutor(spec, { runId: live });
   const liveJob = await liveEx.openJob('job-live');
   const liveProc = await liveJob.spawn(['sleep', '300']);
   t.teardown(async () => {
-    for (const p of [labelled.pid, qemu.pid]) if (p && alive(p)) process.kill(p, 'SIGKILL');
+    for (const p of [labelled.pid, qemu.pid, unknown.pid]) if (p && alive(p)) process.kill(p, 'SIGKILL');
     await liveEx.close();
   });
   await sleep(300);
@@ -184,6 +186,7 @@ test('sweep removes a crashed run (processes by label, QEMU by -name, its folder
   t.true(await waitGone(labelled.pid as number));
   t.true(await waitGone(qemu.pid as number));
   await t.throwsAsync(stat(crashedDir));
+  t.true(alive(unknown.pid as number), 'a fresh VM without a lease is left alone');
   // The live run is untouched.
   t.truthy(await stat(liveJob.workdir));
   t.is((await liveJob.exec(['true'])).exitCode, 0);
