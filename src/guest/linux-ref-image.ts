@@ -291,7 +291,12 @@ export async function buildLinuxRef(opts: BuildLinuxRefOptions = {}): Promise<Li
       await Promise.all([mkdir(debs), mkdir(out), mkdir(work)]);
       const unique = [...new Map(packages.map((p) => [p.name, p])).values()];
       say(`linux-ref ${key}: downloading ${unique.length} Debian packages`);
-      await run('apt-get', ['download', '-q', ...unique.map((p) => `${p.name}=${p.version}`)], { cwd: debs, signal: opts.signal });
+      try {
+        await run('apt-get', ['download', '-q', ...unique.map((p) => `${p.name}=${p.version}`)], { cwd: debs, signal: opts.signal });
+      } catch (e) {
+        // Versions come from the local package lists: stale lists name files the mirror dropped.
+        throw new ImageBuildError(`${(e as Error).message} (if the mirror answered 404, the package lists are stale: run \`apt-get update\`)`, { cause: e });
+      }
       const files = await readdir(debs);
       const debOf = new Map<string, string>();
       for (const p of unique) {

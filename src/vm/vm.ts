@@ -216,6 +216,7 @@ async function startOnce(spec: VmSpec, label: string, accel: AccelChoice, opts: 
     } catch (e) {
       connecting.then((c) => c.close(), () => undefined);
       // QEMU may have exited because of bad arguments: its stderr explains the QMP failure.
+      if (e instanceof QmpError && e.kind === 'aborted') throw new VmError('aborted', 'start aborted', { vm: label, cause: e });
       if (e instanceof QmpError) {
         const x = await withTimeout(exited, 200);
         if (x !== TIMED_OUT) throw new VmError('start', `QEMU exited during start-up (${x.code ?? x.signal}): ${stderr.trim() || '(no stderr)'}`, { vm: label, cause: e });

@@ -115,3 +115,22 @@ test('external snapshots chain across a power cut; the restarted VM runs on the 
   t.is((await info(s1.overlay))['backing-filename'], path);
   await t.throwsAsync(vm2.snapshot('d0', { overlayPath: s1.overlay }), { instanceOf: VmError });
 });
+
+test('eject with no guest to answer is vetoed, never success; a surprise removal needs no guest', async (t) => {
+  const a = await qcow2(t, 'a.qcow2');
+  const b = await qcow2(t, 'b.qcow2');
+  const vm = await startTracked(t, await idleSpec('unplug', [{ id: 'blk', path: a, bus: 'virtio-blk' }, { id: 'scsi', path: b, bus: 'virtio-scsi' }]));
+  // The firmware idles: nobody handles the hotplug request.
+  const ej = await vm.eject('blk', { timeoutMs: 1500 });
+  t.deepEqual([ej.outcome, ej.device], ['vetoed', 'dev-blk']);
+  t.true(ej.waitedMs >= 1500);
+  t.is(vm.disk('blk').plugged, 'plugged');
+  const sr = await vm.surpriseRemove('scsi');
+  t.deepEqual([sr.outcome, sr.device], ['removed', 'dev-scsi']);
+  t.is(vm.disk('scsi').plugged, 'lun-removed');
+  await t.throwsAsync(vm.execute('qom-get', { path: '/machine/peripheral/dev-scsi', property: 'serial' }), { instanceOf: VmError });
+  await vm.replug('scsi');
+  t.is(vm.disk('scsi').plugged, 'plugged');
+  t.is(await vm.execute('qom-get', { path: '/machine/peripheral/dev-scsi', property: 'serial' }), 'scsi');
+  await t.throwsAsync(vm.replug('scsi'), { message: /plugged already/ });
+});
