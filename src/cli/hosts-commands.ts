@@ -96,7 +96,7 @@ function humanCheck(file: string, checks: HostCheck[]): string {
   const problems = checks.flatMap((c) => (c.error ? [`  ${c.name}: ${c.error}`] : (c.facts?.problems ?? []).map((p) => `  ${c.name}: ${p}`)));
   if (problems.length) lines.push('problems:', ...problems);
   for (const c of checks) for (const img of c.facts?.images ?? []) lines.push(`image on ${c.name}: ${img.hash.slice(0, 16)} ${img.files.map((x) => x.name).join(', ')}`);
-  lines.push('note: KVM shows whether /dev/kvm exists and is accessible; it does not prove a guest boots under KVM (no boot probe from the VM launcher yet).');
+  lines.push('note: KVM shows whether /dev/kvm exists and is accessible; it does not prove a guest boots under KVM (the VM launcher\'s boot probe does: `cbt-harness vm boot` on the host).');
   return lines.join('\n');
 }
 

@@ -8,20 +8,6 @@ import { shq } from './shell.ts';
 import { DEFAULT_MAX_OUTPUT, type Transport, type TransportResult, type TransportRunOptions } from './transport.ts';
 import type { SshHostSpec } from './types.ts';
 
-/** Input for a command over SSH must be in memory (src/ssh takes a string or Buffer); this bounds it. */
-const MAX_STDIN = 64 * 2 ** 20;
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let n = 0;
-  for await (const c of stream) {
-    n += (c as Buffer).length;
-    if (n > MAX_STDIN) throw new RangeError(`command input over ${MAX_STDIN} bytes; upload a file instead`);
-    chunks.push(c as Buffer);
-  }
-  return Buffer.concat(chunks);
-}
-
 /** SshError → InfrastructureError (the host or the network failed), except aborts (the caller's reason). */
 export function fromSshError(host: string, error: unknown, signal?: AbortSignal): unknown {
   if (error instanceof SshError) {
@@ -60,9 +46,9 @@ export class SshTransport implements Transport {
   }
 
   async run(script: string, options: TransportRunOptions = {}): Promise<TransportResult> {
-    let stdin: string | Buffer | undefined;
-    if (options.stdin instanceof Readable) stdin = await readAll(options.stdin);
-    else if (options.stdin !== undefined) stdin = typeof options.stdin === 'string' ? options.stdin : Buffer.from(options.stdin);
+    let stdin: string | Buffer | Readable | undefined;
+    if (options.stdin instanceof Readable || typeof options.stdin === 'string') stdin = options.stdin;
+    else if (options.stdin !== undefined) stdin = Buffer.from(options.stdin);
     try {
       // The login shell runs `sh -c …`: the script sees a POSIX sh whatever the user's shell is.
       const r = await this.client.exec(`sh -c ${shq(script)}`, { stdin, signal: options.signal, maxOutputBytes: options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT });

@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
 import { execa } from 'execa';
@@ -179,6 +180,8 @@ test.serial('TCP to a port on each host: loopback, SSH forward, exec tunnel into
   t.teardown(() => Promise.all(executors.map((e) => e.close())).then(() => undefined));
   for (const [n, ex] of executors.entries()) {
     const job = await ex.openJob(`tcp-${n}`);
+    // Streamed input reaches the command on every transport.
+    t.is((await job.exec(['cat'], { stdin: Readable.from([Buffer.from('str'), Buffer.from('eam')]) })).stdout, 'stream', ex.name);
     const bin = await ex.harnessPath();
     const node = bin.replace(/bin\/cbt-harness$/, NODE_IN_REPO);
     const port = 20000 + Math.floor(Math.random() * 20000);
