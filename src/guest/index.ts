@@ -44,3 +44,4 @@ export {
 export { buildWindowsImage, packAnswerMedia, parseComLine, RECIPE_DIR, stageAnswerFiles, type BuildOptions } from './windows-image-build.ts';
 // The reference guest's image and VM spec (owned with images/linux-ref/); its adapter will be `./linux-ref.ts`.
 export * from './linux-ref-image.ts';
+export { LinuxRefAdapter, type LinuxRefAdapterOptions } from './linux-ref.ts';

@@ -34,6 +34,10 @@ export interface VerifyResult {
   /** The claim's granularity: every count and range above is in these blocks. */
   granularity: number;
   missed: BlockRun[];
+  /** Claimed and unchanged runs (claim blocks), for block maps. */
+  extra: BlockRun[];
+  /** Changed runs (claim blocks), for block maps. */
+  changed: BlockRun[];
   /** claimed / changed (Infinity when nothing changed but something is claimed; 1 when both 0). */
   overReportRatio: number;
   reason: string | null;
@@ -95,7 +99,7 @@ export function judge(claim: Claim, truth: Truth): VerifyResult {
   const changed = coarsen(kept, factor);
   const changedBlocks = totalOf(changed);
   if (claim.state === 'lost') {
-    return { verdict: 'RESYNC', missedBlocks: 0, extraBlocks: 0, changedBlocks, claimedBlocks: 0, granularity: gc, missed: [], overReportRatio: changedBlocks ? 0 : 1, reason: claim.reason, excludedTruthBlocks };
+    return { verdict: 'RESYNC', missedBlocks: 0, extraBlocks: 0, changedBlocks, claimedBlocks: 0, granularity: gc, missed: [], extra: [], changed, overReportRatio: changedBlocks ? 0 : 1, reason: claim.reason, excludedTruthBlocks };
   }
   const claimed = clamp(normalize(claim.blocks), nClaim);
   const missed = subtract(changed, claimed);
@@ -105,7 +109,7 @@ export function judge(claim: Claim, truth: Truth): VerifyResult {
   const extraBlocks = totalOf(extra);
   const verdict: Verdict = missedBlocks > 0 ? 'MISSED' : extraBlocks > 0 ? 'SUPERSET' : 'EXACT';
   const overReportRatio = changedBlocks === 0 ? (claimedBlocks === 0 ? 1 : Infinity) : claimedBlocks / changedBlocks;
-  return { verdict, missedBlocks, extraBlocks, changedBlocks, claimedBlocks, granularity: gc, missed, overReportRatio, reason: null, excludedTruthBlocks };
+  return { verdict, missedBlocks, extraBlocks, changedBlocks, claimedBlocks, granularity: gc, missed, extra, changed, overReportRatio, reason: null, excludedTruthBlocks };
 }
 
 /** Whether a verdict is acceptable under `expect` (default: anything but MISSED). */

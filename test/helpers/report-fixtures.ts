@@ -80,7 +80,7 @@ function tracker(b: BuildSpec, driver: string): TrackerInfo {
 
 function verifyResult(r: () => number, verdict: Verdict, blocks: number): VerifyResult {
   const changedBlocks = randInt(r, 1, Math.max(1, Math.floor(blocks / 8)));
-  if (verdict === 'RESYNC') return { verdict, missedBlocks: 0, extraBlocks: 0, changedBlocks, claimedBlocks: 0, granularity: 65536, missed: [], overReportRatio: 0, reason: 'generation changed: tracking restarted', excludedTruthBlocks: 2 };
+  if (verdict === 'RESYNC') return { verdict, missedBlocks: 0, extraBlocks: 0, changedBlocks, claimedBlocks: 0, granularity: 65536, missed: [], extra: [], changed: [], overReportRatio: 0, reason: 'generation changed: tracking restarted', excludedTruthBlocks: 2 };
   const missed: Array<[number, number]> = [];
   let missedBlocks = 0;
   if (verdict === 'MISSED') {
@@ -96,7 +96,7 @@ function verifyResult(r: () => number, verdict: Verdict, blocks: number): Verify
   const extraBlocks = verdict === 'EXACT' ? 0 : randInt(r, 1, Math.max(1, Math.floor(changedBlocks / 2)));
   const claimedBlocks = changedBlocks - Math.min(missedBlocks, changedBlocks) + extraBlocks;
   const finalVerdict: Verdict = missedBlocks > 0 ? 'MISSED' : extraBlocks > 0 ? 'SUPERSET' : 'EXACT';
-  return { verdict: finalVerdict, missedBlocks, extraBlocks, changedBlocks: Math.max(changedBlocks, missedBlocks), claimedBlocks, granularity: 65536, missed, overReportRatio: claimedBlocks / Math.max(changedBlocks, missedBlocks), reason: null, excludedTruthBlocks: 2 };
+  return { verdict: finalVerdict, missedBlocks, extraBlocks, changedBlocks: Math.max(changedBlocks, missedBlocks), claimedBlocks, granularity: 65536, missed, extra: [], changed: [], overReportRatio: claimedBlocks / Math.max(changedBlocks, missedBlocks), reason: null, excludedTruthBlocks: 2 };
 }
 
 function iso(base: number, offsetMs: number): string {

@@ -1,0 +1,173 @@
+/**
+ * The reference Linux guest's adapter: every operation is one `cbt-ctl` call over SSH
+ * (images/linux-ref/rootfs/bin/cbt-ctl), whose answers are JSON lines. Restarts (reboot)
+ * reconnect through the connector the runner gives, which waits for the guest to come back.
+ */
+import { CommandRecorder, GuestError, checkPlan, type FioJob, type GuestAdapter, type GuestCallOptions, type GuestCommandRecord, type GuestDisk, type GuestOperation, type GuestShell, type PowerButtonInfo, type WritePlan } from './adapter.ts';
+
+export interface LinuxRefAdapterOptions {
+  /** Opens a shell to the guest, waiting until it is reachable (after a boot or a restart). */
+  connect: (opts: { signal?: AbortSignal }) => Promise<GuestShell>;
+  /** Called right before the guest restarts itself, so the connector waits for the new boot. */
+  beforeRestart?: () => void;
+  /** The tools disk (fio) is attached. @default false */
+  fio?: boolean;
+  /** Default limit of one guest command. @default 120000 */
+  commandTimeoutMs?: number;
+}
+
+const OPS: GuestOperation[] = ['reboot', 'shutdown', 'offline', 'online', 'disable', 'enable', 'write', 'checkpoint', 'flush', 'powerbutton-action'];
+
+function shellWord(s: string): string {
+  if (!/^[A-Za-z0-9_.:,/=+-]+$/.test(s)) throw new GuestError('command', `refusing a guest argument with shell metacharacters: ${JSON.stringify(s)}`, { os: 'linux-ref' });
+  return s;
+}
+
+export class LinuxRefAdapter implements GuestAdapter {
+  readonly os = 'linux-ref';
+  readonly supports: ReadonlySet<GuestOperation>;
+  readonly #opts: LinuxRefAdapterOptions;
+  readonly #recorder = new CommandRecorder();
+  #shell: GuestShell | null = null;
+
+  constructor(opts: LinuxRefAdapterOptions) {
+    this.#opts = opts;
+    this.supports = new Set<GuestOperation>(opts.fio ? [...OPS, 'fio'] : OPS);
+  }
+
+  onCommand(listener: (r: GuestCommandRecord) => void): () => void {
+    return this.#recorder.on(listener);
+  }
+
+  async #getShell(signal?: AbortSignal): Promise<GuestShell> {
+    if (this.#shell && !this.#shell.closed) return this.#shell;
+    this.#shell = await this.#opts.connect({ signal });
+    return this.#shell;
+  }
+
+  /** Run one guest command; a non-zero exit is a GuestError carrying stderr. */
+  async run(command: string, operation: GuestOperation | 'probe', opts: GuestCallOptions & { stdin?: string; allowLost?: boolean } = {}): Promise<string> {
+    const shell = await this.#getShell(opts.signal);
+    const startedAt = Date.now();
+    let r: Awaited<ReturnType<GuestShell['exec']>>;
+    try {
+      r = await shell.exec(command, { timeoutMs: opts.timeoutMs ?? this.#opts.commandTimeoutMs ?? 120_000, signal: opts.signal, stdin: opts.stdin });
+    } catch (error) {
+      this.#recorder.emit({ command, exitCode: null, durationMs: Date.now() - startedAt, startedAt, operation, stderr: (error as Error).message });
+      if (opts.allowLost) return '';
+      const kind = (error as { kind?: string }).kind === 'timeout' ? 'timeout' : 'command';
+      throw new GuestError(kind, `linux-ref: \`${command}\` failed: ${(error as Error).message}`, { os: 'linux-ref', operation, command, cause: error });
+    }
+    this.#recorder.emit({ command, exitCode: r.exitCode, durationMs: r.durationMs, startedAt, operation, stdout: r.stdout.slice(-4000), stderr: r.stderr.slice(-4000) });
+    if (r.exitCode !== 0) {
+      throw new GuestError('command', `linux-ref: \`${command}\` exited ${r.exitCode ?? r.signal}: ${r.stderr.trim().split('\n').at(-1) ?? ''}`, { os: 'linux-ref', operation, command, exitCode: r.exitCode, stderr: r.stderr });
+    }
+    return r.stdout;
+  }
+
+  static #json(out: string): Array<Record<string, unknown>> {
+    return out
+      .split('\n')
+      .filter((l) => l.trim().startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+
+  async #dropShell(): Promise<void> {
+    const s = this.#shell;
+    this.#shell = null;
+    await s?.close().catch(() => {});
+  }
+
+  async reboot(opts: GuestCallOptions = {}): Promise<void> {
+    this.#opts.beforeRestart?.();
+    await this.run('cbt-ctl reboot', 'reboot', { ...opts, allowLost: true });
+    await this.#dropShell();
+    await this.#getShell(opts.signal);
+    await this.run('cbt-ctl wait-ready 120', 'reboot', opts);
+  }
+
+  async shutdown(opts: GuestCallOptions = {}): Promise<void> {
+    await this.run('cbt-ctl shutdown', 'shutdown', { ...opts, allowLost: true });
+    await this.#dropShell();
+  }
+
+  async offline(disk: GuestDisk, opts?: GuestCallOptions): Promise<void> {
+    await this.run(`cbt-ctl offline ${shellWord(disk.serial)}`, 'offline', opts);
+  }
+
+  async online(disk: GuestDisk, opts?: GuestCallOptions): Promise<void> {
+    await this.run(`cbt-ctl online ${shellWord(disk.serial)}`, 'online', opts);
+  }
+
+  async disable(disk: GuestDisk, opts?: GuestCallOptions): Promise<void> {
+    await this.run(`cbt-ctl disable ${shellWord(disk.serial)}`, 'disable', opts);
+  }
+
+  async enable(disk: GuestDisk, opts?: GuestCallOptions): Promise<void> {
+    await this.run(`cbt-ctl enable ${shellWord(disk.serial)}`, 'enable', opts);
+  }
+
+  async writeSpace(disk: GuestDisk, opts?: GuestCallOptions): Promise<{ size: number; align: number }> {
+    const [j] = LinuxRefAdapter.#json(await this.run(`cbt-ctl space ${shellWord(disk.serial)}`, 'write', opts));
+    if (typeof j?.size !== 'number') throw new GuestError('command', `linux-ref: cbt-ctl space ${disk.serial} gave no size`, { os: 'linux-ref', operation: 'write' });
+    return { size: j.size, align: 512 };
+  }
+
+  async write(plan: WritePlan, opts?: GuestCallOptions): Promise<void> {
+    const serial = shellWord(plan.disk);
+    const { size } = await this.writeSpace({ id: plan.disk, serial }, opts);
+    checkPlan(plan, size, 512);
+    const stdin = plan.writes.map((w) => `${w.offset} ${w.length} ${w.pattern}`).join('\n') + '\n';
+    const [j] = LinuxRefAdapter.#json(await this.run(`cbt-ctl write ${serial}`, 'write', { ...opts, stdin }));
+    if (j?.writes !== plan.writes.length) {
+      throw new GuestError('command', `linux-ref: the guest applied ${String(j?.writes)} of ${plan.writes.length} writes`, { os: 'linux-ref', operation: 'write' });
+    }
+  }
+
+  async fio(job: FioJob, opts: GuestCallOptions = {}): Promise<void> {
+    if (!this.supports.has('fio')) throw new GuestError('unsupported', 'linux-ref: fio needs the tools disk attached', { os: 'linux-ref', operation: 'fio' });
+    const serial = shellWord(job.disk);
+    const dev = (await this.run(`cbt-ctl dev ${serial}`, 'fio', opts)).trim();
+    const args = [
+      'fio',
+      '--name=cbt',
+      `--filename=${shellWord(dev)}`,
+      `--rw=${job.rw}`,
+      `--bs=${Math.trunc(job.bs)}`,
+      `--size=${Math.trunc(job.size)}`,
+      `--runtime=${Math.max(1, Math.trunc(job.runtimeSec))}`,
+      '--time_based',
+      '--direct=1',
+      '--ioengine=psync',
+      `--randseed=${Math.trunc(job.seed ?? 1)}`,
+      '--output-format=terse',
+    ];
+    // fio bounds itself with --runtime; the guest command also gets a hard limit.
+    await this.run(`timeout ${Math.trunc(job.runtimeSec) + 60} ${args.join(' ')} && sync`, 'fio', { ...opts, timeoutMs: opts.timeoutMs ?? (job.runtimeSec + 120) * 1000 });
+  }
+
+  async checkpoint(disk: GuestDisk, opts?: GuestCallOptions): Promise<{ epochId: string }> {
+    const [j] = LinuxRefAdapter.#json(await this.run(`cbt-ctl checkpoint ${shellWord(disk.serial)}`, 'checkpoint', opts));
+    if (typeof j?.era !== 'number') throw new GuestError('command', `linux-ref: checkpoint of ${disk.serial} reported no era`, { os: 'linux-ref', operation: 'checkpoint' });
+    return { epochId: String(j.era) };
+  }
+
+  /** The current era of a tracked disk (what a checkpoint started, or later after reboots). */
+  async status(disk: GuestDisk, opts?: GuestCallOptions): Promise<Record<string, unknown>> {
+    const [j] = LinuxRefAdapter.#json(await this.run(`cbt-ctl status ${shellWord(disk.serial)}`, 'probe', opts));
+    return j ?? {};
+  }
+
+  async flush(opts?: GuestCallOptions): Promise<void> {
+    await this.run('cbt-ctl flush', 'flush', opts);
+  }
+
+  async powerButtonAction(): Promise<PowerButtonInfo> {
+    // images/linux-ref/rootfs/etc/acpi/PWRF/00000080: the power button runs `cbt-ctl shutdown`.
+    return { action: 'shutdown', fastStartup: null, raw: 'acpid PWRF → cbt-ctl shutdown' };
+  }
+
+  async close(): Promise<void> {
+    await this.#dropShell();
+  }
+}
