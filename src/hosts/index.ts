@@ -2,12 +2,11 @@ export { HostError, InfrastructureError, isInfrastructureError, CommandTimeoutEr
 export type { HostSpec, HostType, LocalHostSpec, SshHostSpec, DockerHostSpec, DockerConnection, Inventory } from './types.ts';
 export { loadInventory, parseInventory, type ParseInventoryOptions } from './inventory.ts';
 export { HOSTS_SCHEMA } from './inventory-schema.ts';
+export { ShellExecutor } from './shell-executor.ts';
+export { ShellJobSession, type JobSessionInit } from './job-session.ts';
+export { qemuRunLabel, runIdTime } from './sweep-labels.ts';
 export {
-  ShellExecutor,
-  ShellJobSession,
   safeId,
-  qemuRunLabel,
-  runIdTime,
   type HostExecutor,
   type JobSession,
   type ExecOptions,

@@ -1,7 +1,8 @@
 /** The machine the harness runs on: commands through execa, files by copy, TCP on loopback. */
 import { join } from 'node:path';
 import { REPO_ROOT } from './harness-bundle.ts';
-import { ShellExecutor, type ExecutorOptions } from './executor.ts';
+import type { ExecutorOptions } from './executor.ts';
+import { ShellExecutor } from './shell-executor.ts';
 import { LocalTransport } from './local-transport.ts';
 import type { Transport } from './transport.ts';
 import type { LocalHostSpec } from './types.ts';

@@ -6,7 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import { harnessBundle, type HarnessBundleOptions } from './harness-bundle.ts';
 import { HostError, InfrastructureError } from './errors.ts';
-import { ShellExecutor, type ExecutorOptions } from './executor.ts';
+import type { ExecutorOptions } from './executor.ts';
+import { ShellExecutor } from './shell-executor.ts';
 import { shq } from './shell.ts';
 import { connectSsh, SshTransport } from './ssh-transport.ts';
 import type { Transport } from './transport.ts';
