@@ -47,7 +47,7 @@ while read -r layer deb; do
 done <"$CBT_DEBS"
 
 # 2. kernel
-kver="$(ls "$W/kernel/lib/modules" 2>/dev/null | head -n1)"
+kver="$(find "$W/kernel/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort | sed -n 1p)"
 [ -n "$kver" ] || die "no lib/modules/<version> in the kernel package"
 [ -f "$W/kernel/boot/vmlinuz-$kver" ] || die "no boot/vmlinuz-$kver in the kernel package"
 cp "$W/kernel/boot/vmlinuz-$kver" "$CBT_OUT/vmlinuz"
@@ -55,10 +55,10 @@ cp "$W/kernel/boot/config-$kver" "$CBT_OUT/config"
 echo "$kver" >"$CBT_OUT/kernel-release"
 # The bzImage payload is one xz stream (Debian: CONFIG_KERNEL_XZ=y); its offset is that of the
 # xz magic FD 37 7A 58 5A 00. --single-stream stops at the stream's end (padding follows).
-off="$(grep -obUaP '\xfd7zXZ\x00' "$CBT_OUT/vmlinuz" | head -n1 | cut -d: -f1)"
+off="$(grep -m1 -obUaP '\xfd7zXZ\x00' "$CBT_OUT/vmlinuz" | sed -n '1s/:.*//p')"
 [ -n "$off" ] || die "no xz payload in vmlinuz-$kver (is CONFIG_KERNEL_XZ still set?)"
 tail -c "+$((off + 1))" "$CBT_OUT/vmlinuz" | xz -dc --single-stream >"$CBT_OUT/vmlinux" 2>/dev/null || true
-[ "$(head -c 4 "$CBT_OUT/vmlinux" | od -An -tx1 | tr -d ' \n')" = 7f454c46 ] || die "extracted vmlinux is not an ELF file"
+[ "$(od -An -tx1 -N 4 "$CBT_OUT/vmlinux" | tr -d ' \n')" = 7f454c46 ] || die "extracted vmlinux is not an ELF file"
 depmod -b "$W/kernel" "$kver"
 
 # 3. modules
@@ -73,7 +73,7 @@ strip_sig() {
   size=$(stat -c %s "$f")
   tail_magic="$(tail -c 28 "$f")"
   [ "$tail_magic" = "~Module signature appended~" ] || return 0
-  siglen=$((16#$(tail -c 32 "$f" | head -c 4 | od -An -tx1 | tr -d ' \n')))
+  siglen=$((16#$(od -An -tx1 -j $((size - 32)) -N 4 "$f" | tr -d ' \n')))
   truncate -s $((size - 28 - 12 - siglen)) "$f"
 }
 while read -r kind mod; do
@@ -88,7 +88,8 @@ while read -r kind mod; do
       strip_sig "$R/lib/modules/$kver/$rel"
     fi
     # A module goes to the first load list that needs it; lazy ones are only shipped.
-    if [ "$kind" != lazy ] && ! cat "$R/etc/cbt/modules.early" "$R/etc/cbt/modules.boot" | grep -qxF "$rel"; then
+    # (No `cat … | grep -q` here: with pipefail, grep quitting early can fail the pipeline.)
+    if [ "$kind" != lazy ] && ! grep -qxF "$rel" "$R/etc/cbt/modules.early" "$R/etc/cbt/modules.boot"; then
       echo "$rel" >>"$R/etc/cbt/modules.$kind"
     fi
   done <<<"$deps"

@@ -16,7 +16,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, mkdtemp, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, readdir, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -260,6 +260,37 @@ async function withLock<T>(lockPath: string, signal: AbortSignal | undefined, fn
   }
 }
 
+function onPath(tool: string): Promise<boolean> {
+  return new Promise((resolvePromise) => execFile('sh', ['-c', 'command -v "$1"', 'sh', tool], (err) => resolvePromise(!err)));
+}
+
+/**
+ * build.sh needs kmod (depmod, modprobe) and cpio on the host. When they are not installed they
+ * come from Debian packages too (`apt-get download` + `dpkg-deb -x`, like everything else here):
+ * returns a folder to put first on PATH, or null when the host has them.
+ */
+async function hostTools(tmp: string, signal?: AbortSignal): Promise<string | null> {
+  const need: string[] = [];
+  if (!(await onPath('depmod')) || !(await onPath('modprobe'))) need.push('kmod');
+  if (!(await onPath('cpio'))) need.push('cpio');
+  if (need.length === 0) return null;
+  const debs = join(tmp, 'host-debs');
+  const root = join(tmp, 'host-root');
+  const bin = join(tmp, 'host-bin');
+  await Promise.all([mkdir(debs), mkdir(root), mkdir(bin)]);
+  await run('apt-get', ['download', '-q', ...need], { cwd: debs, signal });
+  for (const f of await readdir(debs)) await run('dpkg-deb', ['-x', join(debs, f), root], { signal });
+  // kmod is one binary that acts by the name it is called with; the package's own links are absolute.
+  const links: Array<[string, string]> = [];
+  if (need.includes('kmod')) links.push(['depmod', 'bin/kmod'], ['modprobe', 'bin/kmod']);
+  if (need.includes('cpio')) links.push(['cpio', 'bin/cpio']);
+  for (const [name, target] of links) {
+    if (!existsSync(join(root, target))) throw new ImageBuildError(`host tool ${name}: ${target} not found in the ${need.join(', ')} package(s)`);
+    await symlink(join(root, target), join(bin, name));
+  }
+  return bin;
+}
+
 /** Builds (or finds in the cache) the reference guest. */
 export async function buildLinuxRef(opts: BuildLinuxRefOptions = {}): Promise<LinuxRefImage> {
   const recipeDir = resolve(opts.recipeDir ?? LINUX_REF_RECIPE);
@@ -289,7 +320,8 @@ export async function buildLinuxRef(opts: BuildLinuxRefOptions = {}): Promise<Li
       const out = join(tmp, 'out');
       const work = join(tmp, 'work');
       await Promise.all([mkdir(debs), mkdir(out), mkdir(work)]);
-      const unique = [...new Map(packages.map((p) => [p.name, p])).values()];
+      const layers = packages.filter((p) => tools || p.layer !== 'tools');
+      const unique = [...new Map(layers.map((p) => [p.name, p])).values()];
       say(`linux-ref ${key}: downloading ${unique.length} Debian packages`);
       try {
         await run('apt-get', ['download', '-q', ...unique.map((p) => `${p.name}=${p.version}`)], { cwd: debs, signal: opts.signal });
@@ -304,12 +336,13 @@ export async function buildLinuxRef(opts: BuildLinuxRefOptions = {}): Promise<Li
         if (!f) throw new ImageBuildError(`apt-get download left no .deb for ${p.name}=${p.version} in ${debs}`);
         debOf.set(p.name, join(debs, f));
       }
-      const layers = packages.filter((p) => tools || p.layer !== 'tools');
       await writeFile(join(tmp, 'debs.list'), layers.map((p) => `${p.layer} ${debOf.get(p.name)}\n`).join(''));
+      const extraPath = await hostTools(tmp, opts.signal);
+      if (extraPath) say(`linux-ref ${key}: depmod/modprobe/cpio not installed; using them from Debian packages`);
       say(`linux-ref ${key}: assembling kernel, initramfs${tools ? ' and tools disk' : ''}`);
       await new Promise<void>((resolvePromise, reject) => {
         const child = spawn('bash', [join(recipeDir, 'build.sh')], {
-          env: { ...process.env, CBT_RECIPE: recipeDir, CBT_DEBS: join(tmp, 'debs.list'), CBT_OUT: out, CBT_WORK: work, CBT_COMPRESS: compression, CBT_TOOLS: tools ? '1' : '0', LC_ALL: 'C' },
+          env: { ...process.env, ...(extraPath ? { PATH: `${extraPath}:${process.env.PATH ?? '/usr/bin:/bin'}` } : {}), CBT_RECIPE: recipeDir, CBT_DEBS: join(tmp, 'debs.list'), CBT_OUT: out, CBT_WORK: work, CBT_COMPRESS: compression, CBT_TOOLS: tools ? '1' : '0', LC_ALL: 'C' },
           stdio: ['ignore', 'pipe', 'pipe'],
           signal: opts.signal,
         });
@@ -334,7 +367,7 @@ export async function buildLinuxRef(opts: BuildLinuxRefOptions = {}): Promise<Li
         kernelRelease,
         compression,
         recipeSha256,
-        packages: await Promise.all(packages.map(async (p) => ({ ...p, sha256: await sha256File(debOf.get(p.name)!) }))),
+        packages: await Promise.all(layers.map(async (p) => ({ ...p, sha256: await sha256File(debOf.get(p.name)!) }))),
         files: {
           vmlinux: await digest(join(out, 'vmlinux'), out),
           vmlinuz: await digest(join(out, 'vmlinuz'), out),
@@ -483,4 +516,11 @@ export async function connectLinuxRef(
     { host: '127.0.0.1', port: vm.hostPort(22), username: 'root', privateKey: auth.privateKey, hostKey: { kind: 'pinned', fingerprints: [auth.hostKey.fingerprint] } },
     { signal: opts.signal, retryUntil: deadline, readyTimeoutMs: Math.max(1000, Math.min(20_000, deadline - Date.now())), keepaliveIntervalMs: opts.keepaliveIntervalMs },
   );
+}
+
+/** A linux-ref image from a folder holding its manifest.json and files (e.g. staged on a remote host). */
+export async function loadLinuxRefImage(dir: string, opts: { verify?: boolean } = {}): Promise<LinuxRefImage> {
+  const img = await loadCached(dir, opts.verify ?? false);
+  if (!img) throw new ImageBuildError(`${dir} holds no complete linux-ref image (manifest.json and the files it lists)`);
+  return img;
 }
