@@ -18,6 +18,8 @@ APT_PACKAGES=(
   time                             # /usr/bin/time -v: peak RSS of reference tools in benchmarks
   chromium libxml2-utils           # HTML report tested in a real headless browser; xmllint for JUnit
   xorriso genisoimage mtools ovmf swtpm swtpm-tools  # Windows image recipe: answer media, UEFI, TPM
+  kmod cpio                        # linux-ref image build (depmod/modprobe, initramfs)
+  debootstrap docker.io            # worker image (debootstrap + docker import) and the local testbed's dockerd
 )
 missing=()
 for entry in "${APT_PACKAGES[@]}"; do

@@ -7,10 +7,17 @@ import { cbtCommand, verifyCommand } from './cbt-commands.ts';
 import { CheckFailed } from './errors.ts';
 import { ImageError } from '../qcow2/index.ts';
 import { DiffOptionError } from '../truth/index.ts';
+import { hostsCommand, imageBuildCommand } from './hosts-commands.ts';
+import { linuxRefBuildCommand } from './image-build.ts';
+import { windowsImageBuildCommand } from './image-build-windows.ts';
 import { imageCommand } from './image-commands.ts';
+import { testbedCommand } from './testbed-commands.ts';
+import { vmCommand } from './vm-commands.ts';
 import { reportCommand } from './report-commands.ts';
+import { jobCommand, runCommand } from './run-commands.ts';
 import { demoCommand } from './demo.ts';
 
+export const VERSION = '0.1.0';
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
 export const EXIT_BAD_INPUT = 2;
@@ -18,7 +25,7 @@ export const EXIT_BAD_INPUT = 2;
 export { CheckFailed };
 
 /** Typed errors of other modules that are bad input (exit 2) and need no stack trace. */
-const KNOWN_ERRORS = new Set(['DecoderOptionError', 'DecoderPluginError', 'VerifyInputError', 'EraOptionError', 'EraMetadataError', 'PartitionTableError', 'NtfsError', 'NtfsFormatError', 'NtfsNotFoundError', 'NtfsUnsupportedError', 'NtfsLimitError', 'ConfigError', 'ReportInputError', 'RunConfigError', 'HistoryIndexError', 'ReporterOptionError', 'WindowsImageError', 'GuestError', 'PowerShellQuoteError']);
+const KNOWN_ERRORS = new Set(['DecoderOptionError', 'DecoderPluginError', 'VerifyInputError', 'EraOptionError', 'EraMetadataError', 'PartitionTableError', 'NtfsError', 'NtfsFormatError', 'NtfsNotFoundError', 'NtfsUnsupportedError', 'NtfsLimitError', 'ConfigError', 'ReportInputError', 'RunConfigError', 'HistoryIndexError', 'ReporterOptionError', 'WindowsImageError', 'GuestError', 'PowerShellQuoteError', 'InfrastructureFailed', 'InventoryError', 'StepError', 'VmError', 'HostError', 'InfrastructureError', 'HostOperationError', 'CommandTimeoutError', 'WorkerImageError', 'TestbedError', 'SchedulerError', 'ImageBuildError']);
 
 export function exitCodeFor(error: unknown): number {
   if (error instanceof CheckFailed) return EXIT_FAILED;
@@ -28,10 +35,18 @@ export function exitCodeFor(error: unknown): number {
 function program(): Command {
   const p = new Command('cbt-harness')
     .description('prove whether a change-block-tracking driver tells the truth')
-    .version(process.env.npm_package_version ?? '0.1.0')
+    .version(VERSION)
     .showHelpAfterError()
     .option('--debug', 'print stack traces of errors');
-  p.addCommand(imageCommand());
+  const build = imageBuildCommand();
+  build.addCommand(linuxRefBuildCommand());
+  build.addCommand(windowsImageBuildCommand());
+  p.addCommand(imageCommand().addCommand(build));
+  p.addCommand(vmCommand());
+  p.addCommand(hostsCommand());
+  p.addCommand(testbedCommand());
+  p.addCommand(runCommand(VERSION));
+  p.addCommand(jobCommand());
   p.addCommand(cbtCommand());
   p.addCommand(verifyCommand());
   p.addCommand(reportCommand());

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { defaultProviders } from '../cbt/index.ts';
-import { buildLinuxRef, connectLinuxRef, LinuxRefAdapter, linuxRefVmSpec, planWrites, GuestError, type GuestDisk, type GuestHostKey } from '../guest/index.ts';
+import { buildLinuxRef, loadLinuxRefImage, connectLinuxRef, LinuxRefAdapter, linuxRefVmSpec, planWrites, GuestError, type GuestDisk, type GuestHostKey } from '../guest/index.ts';
 import { epochRecord, clip, type AccelInfo, type EpochRecord, type GuestInfo, type JobArtifacts, type JobStatus, type StepRecord, type TimelineEvent } from '../report/index.ts';
 import { generateKeyPair } from '../ssh/index.ts';
 import { startVm, VmError, type RunningVm, type VmSpec } from '../vm/index.ts';
@@ -38,6 +38,8 @@ export interface JobSpec {
   keepImages?: boolean;
   /** Guest image cache folder. @default the image module's default */
   imageCacheDir?: string;
+  /** A prebuilt linux-ref image staged on this host (its manifest.json and files); skips the build. */
+  imageDir?: string;
 }
 
 export interface JobObserver {
@@ -241,7 +243,7 @@ export class JobRunner {
     const s = this.scenario;
     let image;
     try {
-      image = await buildLinuxRef({ cacheDir: this.spec.imageCacheDir, signal: this.#signal });
+      image = this.spec.imageDir ? await loadLinuxRefImage(this.spec.imageDir) : await buildLinuxRef({ cacheDir: this.spec.imageCacheDir, signal: this.#signal });
     } catch (e) {
       throw new JobInfrastructureError(`the linux-ref image could not be built: ${(e as Error).message}`, { cause: e });
     }

@@ -1,0 +1,192 @@
+/**
+ * `cbt-harness run`: scenarios × repeats scheduled over the hosts of an inventory (the local host
+ * by default). Each job runs where its VM runs — in this process for `local` hosts, behind
+ * `cbt-harness job run` on ssh and docker hosts — and only its outcome (steps, epochs, verdicts,
+ * timeline) and small artifacts come back. Reporters get every job; the run record is written.
+ */
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+import { buildLinuxRef } from '../guest/index.ts';
+import { createExecutor, InfrastructureError, loadInventory, newRunId, type HostExecutor, type HostSpec } from '../hosts/index.ts';
+import { createReporters, hostInfo, RunRecorder, type JobRef, type ReportLogger, type RunRecord, type TextStream } from '../report/index.ts';
+import { schedule, type Job } from '../scheduler/index.ts';
+import { runJob, type JobOutcome, type JobSpec } from './job.ts';
+import { loadScenarios } from './loader.ts';
+import { deriveSeed, randomSeed } from './seeds.ts';
+import type { Scenario } from './types.ts';
+
+export interface RunOptions {
+  files: string[];
+  /** Host inventory; default: this machine only, one slot. */
+  hostsFile?: string;
+  seed?: number;
+  /** Writes run.json (always), plus the files of the junit/html reporters. */
+  outDir?: string;
+  /** @default 1 */
+  repeat?: number;
+  /** @default ['terminal'] */
+  reporters?: string[];
+  stream: TextStream;
+  isTTY: boolean;
+  logger: ReportLogger;
+  signal?: AbortSignal;
+  accel?: 'auto' | 'kvm' | 'tcg';
+  keepImages?: boolean;
+  /** Jobs known to fail (known-bad trackers): their failure is the expected outcome. */
+  expectFailure?: (scenario: Scenario) => boolean;
+  /** Harness version for the record. */
+  version: string;
+}
+
+export interface RunResult {
+  record: RunRecord;
+  /** 0 every job passed (or failed as expected), 1 a verdict or step failed, 2 infrastructure. */
+  exitCode: 0 | 1 | 2;
+}
+
+interface Payload {
+  ref: JobRef;
+  scenario: Scenario;
+  text: string;
+}
+
+const LOCAL: HostSpec = { name: 'local', type: 'local', slots: 1, tags: [], workdir: join(tmpdir(), 'cbt-harness') } as unknown as HostSpec;
+
+export async function runScenarios(opts: RunOptions): Promise<RunResult> {
+  const scenarios = await loadScenarios(opts.files);
+  const texts = new Map<string, string>();
+  for (const s of scenarios) texts.set(s.name, await readFile(s.file, 'utf8'));
+  const seed = opts.seed ?? randomSeed();
+  const runId = newRunId();
+  const repeat = opts.repeat ?? 1;
+  const inventory = opts.hostsFile ? await loadInventory(opts.hostsFile) : { file: '(built-in)', hosts: [LOCAL] };
+  const jobs: Array<Job<Payload>> = [];
+  for (const s of scenarios) {
+    for (let r = 0; r < repeat; r++) {
+      const ref: JobRef = {
+        id: repeat > 1 ? `${s.name}#${r + 1}` : s.name,
+        scenario: { name: s.name, file: s.file, description: s.description },
+        guest: { name: s.guest, os: { family: 'linux', build: s.guest }, tracker: { name: s.tracker, decoder: s.tracker, version: 'unknown' } },
+        repeat: r,
+        seed: deriveSeed(seed, s.name, r),
+        ...(opts.expectFailure?.(s) ? { expectedStatus: 'failed' as const } : {}),
+      };
+      jobs.push({ id: ref.id, payload: { ref, scenario: s, text: texts.get(s.name)! } });
+    }
+  }
+  const outDir = opts.outDir ? resolve(opts.outDir) : undefined;
+  if (outDir) await mkdir(outDir, { recursive: true });
+  const workRoot = outDir ? join(outDir, 'jobs') : await mkdtemp(join(tmpdir(), 'cbt-run-'));
+  const reporters = createReporters(opts.reporters ?? ['terminal'], { outDir, stream: opts.stream, isTTY: opts.isTTY, logger: opts.logger });
+  const recorder = new RunRecorder(
+    {
+      runId,
+      startedAt: new Date().toISOString(),
+      harness: { version: opts.version, node: process.version },
+      seed,
+      hosts: inventory.hosts.map((h) => hostInfo({ name: h.name, type: h.type, tags: h.tags, slots: h.slots })),
+      jobs: jobs.map((j) => j.payload.ref),
+    },
+    reporters.reporter,
+  );
+  await recorder.begin();
+  const executors = new Map<string, HostExecutor>();
+  const begun = new Set<string>();
+  const ended = new Set<string>();
+  const hostsByName = new Map(inventory.hosts.map((h) => [h.name, h]));
+  try {
+    const result = await schedule(
+      jobs,
+      inventory.hosts.map((h) => ({ name: h.name, slots: h.slots, tags: h.tags })),
+      async (job, host, signal, context) => {
+        const { ref, text, scenario } = job.payload;
+        const startedAt = new Date();
+        if (!begun.has(ref.id)) {
+          begun.add(ref.id);
+          await recorder.jobBegin(ref, startedAt.toISOString());
+        }
+        const spec = hostsByName.get(host.name)!;
+        const jobSpec: JobSpec = { jobId: safe(ref.id), runId, scenarioFile: scenario.file, scenarioText: text, seed: ref.seed, repeat: ref.repeat, workDir: join(workRoot, safe(ref.id)), accel: opts.accel, keepImages: opts.keepImages };
+        const outcome = spec.type === 'local' ? await runJob(jobSpec, {}, signal) : await runRemote(spec, jobSpec, executors, runId, signal);
+        // A VM that never came up is the infrastructure's failure: the scheduler retries elsewhere.
+        if (outcome.infrastructure) throw new InfrastructureError(host.name, outcome.error ?? 'the job failed for infrastructure reasons');
+        // Record the finished job now, so reporters show it while the others run.
+        const attempts = [...context.previous, { host: host.name, attempt: context.attempt, startedAt: startedAt.toISOString(), durationMs: Date.now() - startedAt.getTime(), outcome: 'ok' as const }];
+        for (const e of outcome.timeline) recorder.event(ref.id, e);
+        for (const st of outcome.steps) await recorder.step(ref.id, st);
+        for (const ep of outcome.epochs) await recorder.epoch(ref.id, ep);
+        await recorder.jobEnd(ref.id, { status: outcome.status, error: outcome.error, host: { name: host.name, type: spec.type }, accel: outcome.accel, attempts, artifacts: prefixArtifacts(outcome, ref.id, outDir), endedAt: outcome.endedAt });
+        ended.add(ref.id);
+        return outcome;
+      },
+      { signal: opts.signal, maxAttempts: 2 },
+    );
+    for (const o of result.outcomes) {
+      const { ref } = o.job.payload;
+      if (ended.has(ref.id)) continue;
+      const host = o.host ? { name: o.host, type: hostsByName.get(o.host)?.type ?? 'local' } : null;
+      const why = `${(o.error as Error)?.name ?? o.status}: ${(o.error as Error)?.message ?? String(o.error ?? '')}`;
+      if (o.status === 'error') {
+        if (!begun.has(ref.id)) await recorder.jobBegin(ref);
+        await recorder.jobEnd(ref.id, { status: 'failed', error: why, host, attempts: o.attempts });
+      } else {
+        await recorder.jobNotRun({ ...ref, host }, why, o.attempts);
+      }
+    }
+    if (result.cancelled) recorder.cancel();
+  } finally {
+    for (const e of executors.values()) await e.close().catch(() => undefined);
+  }
+  const record = await recorder.end();
+  const failed = record.jobs.some((j) => (j.expectedStatus === 'failed' ? j.status === 'passed' : j.status === 'failed'));
+  const infra = record.jobs.some((j) => j.status === 'infra-error');
+  return { record, exitCode: failed ? 1 : infra ? 2 : 0 };
+}
+
+function safe(id: string): string {
+  return id.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
+}
+
+function prefixArtifacts(out: JobOutcome, id: string, outDir: string | undefined): JobOutcome['artifacts'] {
+  if (!outDir) return {};
+  const base = `jobs/${safe(id)}`;
+  return { ...(out.artifacts.serialLog ? { serialLog: `${base}/${out.artifacts.serialLog}` } : {}), ...(out.artifacts.timeline ? { timeline: `${base}/${out.artifacts.timeline}` } : {}) };
+}
+
+/** Run one job on an ssh or docker host through its executor: stage the guest image, run the harness there. */
+async function runRemote(spec: HostSpec, job: JobSpec, executors: Map<string, HostExecutor>, runId: string, signal: AbortSignal): Promise<JobOutcome> {
+  let ex = executors.get(spec.name);
+  if (!ex) {
+    ex = createExecutor(spec, { runId });
+    executors.set(spec.name, ex);
+  }
+  await ex.connect(signal);
+  const image = await buildLinuxRef({ signal });
+  const staged = await ex.stageImage([image.vmlinux, image.vmlinuz, image.initrd, ...(image.tools ? [image.tools] : []), join(image.dir, 'manifest.json')], { signal });
+  const session = await ex.openJob(job.jobId, { signal });
+  try {
+    const remote: JobSpec = { ...job, workDir: join(session.workdir, 'job'), imageDir: staged.dir };
+    const specPath = await session.putFile('job.json', JSON.stringify(remote));
+    const r = await session.runHarness(['job', 'run', specPath, '--json'], { signal });
+    const out = r.json as JobOutcome | undefined;
+    if (!out || typeof out !== 'object' || !Array.isArray(out.steps)) {
+      throw new InfrastructureError(spec.name, `cbt-harness job run gave no outcome (exit ${r.exitCode}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    }
+    if (job.workDir) {
+      await mkdir(job.workDir, { recursive: true });
+      await writeFile(join(job.workDir, 'timeline.json'), `${JSON.stringify(out.timeline)}\n`);
+      const logs = await session.exec(['sh', '-c', `cd ${JSON.stringify(join(remote.workDir, 'logs'))} 2>/dev/null && ls`], { signal }).catch(() => null);
+      for (const name of (logs?.stdout ?? '').split('\n').filter((n) => /^console-\d+\.log$/.test(n))) {
+        const data = await session.getFile(join(remote.workDir, 'logs', name), { maxBytes: 8 * 2 ** 20, signal }).catch(() => null);
+        if (data) {
+          await mkdir(join(job.workDir, 'logs'), { recursive: true });
+          await writeFile(join(job.workDir, 'logs', basename(name)), data);
+        }
+      }
+    }
+    return out;
+  } finally {
+    await session.close();
+  }
+}
