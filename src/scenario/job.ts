@@ -145,6 +145,10 @@ export class JobRunner {
   #kernel = 'unknown';
   #logDir: string;
   #offQmp: (() => void) | null = null;
+  /** qemu-bitmap: QEMU exited cleanly (storing the bitmaps) since the epoch began. */
+  #cleanExitSinceEpoch = false;
+  /** The running QEMU was started by a power cut's restart (the killed one never stored its bitmaps). */
+  #sessionFromPowercut = false;
   /** Every image file this job created (start images and snapshot overlays), for clean-up. */
   readonly #files = new Set<string>();
 
@@ -351,6 +355,7 @@ export class JobRunner {
     this.#rememberTops();
     // The guest powers itself off: wait for QEMU to exit on its own, then force.
     const r = await vm.stop({ graceful: async () => vm.exited, timeoutMs });
+    if (r.shutdown === 'clean') this.#cleanExitSinceEpoch = true;
     this.#event({ at: iso(), kind: 'note', message: `QEMU ended (${r.shutdown}, via ${r.via})` });
     this.#offQmp?.();
     this.#offQmp = null;
@@ -433,6 +438,7 @@ export class JobRunner {
         this.#offQmp?.();
         await this.#adapter!.close();
         await this.#start(vm.powerCut({ signal: this.#signal }));
+        this.#sessionFromPowercut = true;
         this.#restoreAfterBoot();
         return;
       }
@@ -458,6 +464,7 @@ export class JobRunner {
       case 'start':
         if (this.#vm?.running) throw new StepError('cannot start: the VM is already running');
         await this.#start();
+        this.#sessionFromPowercut = false;
         this.#restoreAfterBoot();
         return;
       case 'offline':
@@ -559,6 +566,7 @@ export class JobRunner {
       await vm.resume();
     }
     this.#rememberTops();
+    this.#cleanExitSinceEpoch = false;
   }
 
   async #verify(diskId: string | null, expectOverride: Verdict[] | null): Promise<void> {
@@ -566,8 +574,11 @@ export class JobRunner {
     const targets = this.#targets(diskId).filter((d) => this.#open.has(d.spec.id));
     if (targets.length === 0) throw new StepError('verify before any checkpoint: no epoch is open');
     const running = this.#vm?.running ?? false;
-    if (running && this.#tracker === 'qemu-bitmap') {
-      throw new StepError('QEMU stores persistent bitmaps only when it exits: verify a qemu-bitmap scenario after shutdown, powerbutton or powercut');
+    // QEMU stores persistent bitmaps when it exits, and marks them in_use while it has them open.
+    // With QEMU running, the image tells the truth only when this QEMU is the restart after a
+    // power cut and no clean exit stored the epoch's bitmap since (then it is absent or in_use).
+    if (running && this.#tracker === 'qemu-bitmap' && !(this.#sessionFromPowercut && !this.#cleanExitSinceEpoch)) {
+      throw new StepError('QEMU stores persistent bitmaps only when it exits: verify a qemu-bitmap scenario after shutdown or powerbutton (or right after a powercut)');
     }
     if (running) await this.#vm!.pause();
     this.#rememberTops();

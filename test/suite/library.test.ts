@@ -1,0 +1,74 @@
+/**
+ * The scenario library end to end, under TCG on the reference guest: every scenario must get the
+ * verdicts it expects; the known-bad trackers must make the run fail (exit 1) with the verdicts
+ * that catch them. This is the slow suite (`npm run test:suite`); it runs after the unit tests.
+ */
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import test from 'ava';
+import type { RunRecord } from '../../src/report/index.ts';
+import { ROOT, runCli, tempDir } from '../helpers/tools.ts';
+
+const SUITE_HOSTS = join(ROOT, 'test/suite/hosts.suite.yaml');
+
+async function run(files: string[], extra: string[] = []): Promise<{ exitCode: number; record: RunRecord; stderr: string; out: string }> {
+  const { dir, cleanup } = await tempDir('cbt-suite-');
+  try {
+    const r = await runCli(['run', ...files, '--out', dir, '--json', '--accel', 'tcg', '--seed', '20261123', '--hosts', SUITE_HOSTS, ...extra], { timeout: 25 * 60_000, env: { CBT_HARNESS_LOG: 'warn' } });
+    if (!r.stdout.trim().startsWith('{')) throw new Error(`no run record (exit ${r.exitCode}): ${r.stderr.slice(-3000)}`);
+    return { exitCode: r.exitCode, record: JSON.parse(r.stdout) as RunRecord, stderr: r.stderr, out: dir };
+  } finally {
+    await cleanup();
+  }
+}
+
+test.serial('the scenario library passes with its expected verdicts', async (t) => {
+  const files = (await readdir(join(ROOT, 'scenarios'))).filter((f) => f.endsWith('.yaml')).map((f) => join(ROOT, 'scenarios', f));
+  t.true(files.length >= 13);
+  const { exitCode, record, stderr } = await run(files);
+  for (const j of record.jobs) {
+    t.log(`${j.scenario.name}: ${j.status} ${j.epochs.map((e) => `${e.verdict}(${e.changedBlocks}/${e.claimedBlocks})`).join(' ')} ${Math.round(j.durationMs / 1000)}s${j.error ? ` — ${j.error}` : ''}`);
+  }
+  t.is(exitCode, 0, stderr.slice(-2000));
+  t.is(record.jobs.length, files.length);
+  for (const j of record.jobs) {
+    t.is(j.status, 'passed', `${j.scenario.name}: ${j.error ?? ''}`);
+    t.true(j.epochs.length >= 1, `${j.scenario.name} verified nothing`);
+    for (const e of j.epochs) t.true(e.acceptable, `${j.scenario.name} epoch ${e.index}: ${e.verdict}`);
+    t.is(j.accel?.used, 'tcg');
+  }
+  const by = new Map(record.jobs.map((j) => [j.scenario.name, j]));
+  // Specific expectations beyond "acceptable".
+  t.deepEqual(by.get('two-epochs')?.epochs.map((e) => e.verdict), ['EXACT', 'EXACT']);
+  t.is(by.get('identical-rewrite')?.epochs[0].verdict, 'SUPERSET');
+  t.is(by.get('identical-rewrite')?.epochs[0].changedBlocks, 0);
+  t.is(by.get('qemu-bitmap-clean-shutdown')?.epochs[0].verdict, 'EXACT');
+  t.is(by.get('qemu-bitmap-powercut')?.epochs[0].verdict, 'RESYNC');
+  t.is(by.get('clean-reboot')?.epochs[0].claim.state, 'valid');
+  // The record names the host, seed and the artifacts.
+  for (const j of record.jobs) {
+    t.is(j.host?.name, 'local');
+    t.truthy(j.artifacts.timeline);
+    t.true(j.timeline.some((e) => e.kind === 'guest'));
+    t.true(j.timeline.some((e) => e.kind === 'verdict'));
+  }
+});
+
+test.serial('known-bad trackers are caught: the run fails with MISSED and RESYNC, exit code 1', async (t) => {
+  const dir = join(ROOT, 'scenarios', 'known-bad');
+  const files = (await readdir(dir)).map((f) => join(dir, f));
+  const { exitCode, record } = await run(files);
+  t.is(exitCode, 1);
+  const by = new Map(record.jobs.map((j) => [j.scenario.name, j]));
+  const drop = by.get('known-bad-dm-era-drop-writes');
+  t.is(drop?.status, 'failed');
+  t.is(drop?.epochs[0].verdict, 'MISSED');
+  t.true((drop?.epochs[0].missedBlocks ?? 0) > 0);
+  const bitmap = by.get('known-bad-qemu-bitmap-powercut-exact');
+  t.is(bitmap?.status, 'failed');
+  t.is(bitmap?.epochs[0].verdict, 'RESYNC');
+  // Declared known-bad (--expect-fail), the same run passes: both were caught.
+  const caught = await run(files, ['--expect-fail']);
+  t.is(caught.exitCode, 0);
+  t.true(caught.record.jobs.every((j) => j.expectedStatus === 'failed' && j.status === 'failed'));
+});
