@@ -1,8 +1,12 @@
 /** `cbt-harness run` (the main job) and `cbt-harness job run` (one job, on the host that runs its VM). */
-import { readFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
+import { compareRuns, evaluateRun, loadRunConfig, plannedJobs, readRunRecord, type RunRecord } from '../report/index.ts';
 import { runJob, type JobSpec } from '../scenario/job.ts';
-import { runScenarios } from '../scenario/run.ts';
+import { runScenarios, type PlannedScenario, type RunOptions } from '../scenario/run.ts';
 import { CheckFailed } from './errors.ts';
 import { log, printJson } from './output.ts';
 
@@ -19,10 +23,65 @@ export class InfrastructureFailed extends Error {
   override name = 'InfrastructureFailed';
 }
 
+/** The built-in default of `run` with no scenario: the release gate on the reference guest, locally. */
+export const DEFAULT_CONFIG = join(dirname(fileURLToPath(import.meta.url)), '../../harness/gate.yaml');
+
+interface RunFlags {
+  config?: string;
+  hosts?: string;
+  seed?: number;
+  out?: string;
+  repeat: number;
+  reporter: string[];
+  accel: string;
+  keepImages?: boolean;
+  expectFail?: boolean;
+  json?: boolean;
+}
+
+/** A run config → the runner's options, and what to do with the record afterwards. */
+async function fromConfig(file: string, flags: RunFlags): Promise<{ options: Partial<RunOptions>; after: (record: RunRecord) => Promise<{ exitCode: 0 | 1 | 2; problems: string[]; notes: string[] }> }> {
+  const cfg = await loadRunConfig(file);
+  const planned = await plannedJobs(cfg);
+  const plan = new Map<string, PlannedScenario>();
+  for (const j of planned) {
+    const key = `${j.scenarioFile}\0${j.mustFail}\0${(j.expect ?? []).join(',')}`;
+    const p = plan.get(key) ?? { file: j.scenarioFile, repeats: 0, mustFail: j.mustFail, ...(j.expect ? { expect: j.expect } : {}), tags: j.tags };
+    p.repeats++;
+    plan.set(key, p);
+  }
+  return {
+    options: {
+      plan: [...plan.values()],
+      hostsFile: flags.hosts ?? cfg.hosts ?? undefined,
+      seed: flags.seed ?? (cfg.seed === 'random' ? undefined : cfg.seed),
+      outDir: flags.out ?? cfg.out ?? undefined,
+      reporters: flags.reporter.length ? flags.reporter : cfg.reporters,
+      maxAttempts: cfg.limits.maxAttempts,
+      jobTimeoutMs: cfg.limits.jobTimeoutMs,
+      config: { name: cfg.name, file: resolve(file) },
+      labels: cfg.labels,
+    },
+    after: async (record) => {
+      const baseline = cfg.baseline && existsSync(cfg.baseline) ? await readRunRecord(cfg.baseline) : null;
+      const comparison = baseline ? compareRuns(baseline, record, cfg.compare) : null;
+      const evaluation = evaluateRun(record, cfg, comparison);
+      if (cfg.history) {
+        await mkdir(cfg.history, { recursive: true });
+        const out = flags.out ?? cfg.out;
+        const src = out ? join(resolve(out.replaceAll('{runId}', record.runId)), 'run.json') : null;
+        if (src && existsSync(src)) await copyFile(src, join(cfg.history, `${record.runId}.json`));
+      }
+      return evaluation;
+    },
+  };
+}
+
 export function runCommand(version: string): Command {
   return new Command('run')
-    .description('run scenario files: boot guests, inject faults, verify every epoch (exit 0 pass, 1 a verdict failed, 2 infrastructure)')
-    .argument('<scenarios...>', 'scenario files (YAML)')
+    .description('run scenario files, or a run config (default: harness/gate.yaml on the reference guest, locally): boot guests, inject faults, verify every epoch (exit 0 pass, 1 a verdict failed, 2 bad input or infrastructure)')
+    .argument('[scenarios...]', 'scenario files (YAML)')
+    .option('--config <file>', 'a run config (matrix, hosts, baseline, reporters): harness/gate.yaml, harness/nightly.yaml')
     .option('--hosts <file>', 'host inventory (default: this machine)')
     .option('--seed <n>', 'seed for write plans and ranges (recorded in the run record)', positive('seed'))
     .option('--out <dir>', 'write run.json (and junit.xml, report.html with those reporters) and artifacts here')
@@ -32,10 +91,13 @@ export function runCommand(version: string): Command {
     .option('--keep-images', 'keep the qcow2 images of every epoch (large)')
     .option('--expect-fail', 'the scenarios are known-bad trackers: the run passes only if every job fails')
     .option('--json', 'print the run record on stdout (progress goes to stderr)')
-    .action(async (files: string[], flags: { hosts?: string; seed?: number; out?: string; repeat: number; reporter: string[]; accel: string; keepImages?: boolean; expectFail?: boolean; json?: boolean }) => {
+    .action(async (files: string[], flags: RunFlags) => {
       if (!['auto', 'kvm', 'tcg'].includes(flags.accel)) throw new InvalidArgumentError(`Expected --accel to be auto, kvm or tcg, got \`${flags.accel}\``);
+      if (flags.config && files.length) throw new InvalidArgumentError('give scenario files or --config, not both');
       const stream = flags.json ? process.stderr : process.stdout;
       const reporters = flags.reporter.length ? flags.reporter : ['terminal'];
+      const configFile = flags.config ?? (files.length ? undefined : DEFAULT_CONFIG);
+      const fromCfg = configFile ? await fromConfig(configFile, flags) : null;
       const controller = new AbortController();
       const onSignal = () => {
         log('cbt-harness: interrupted; stopping VMs and cleaning up (again to force)…');
@@ -46,24 +108,32 @@ export function runCommand(version: string): Command {
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
       try {
-        const { record, exitCode } = await runScenarios({
+        const { record, exitCode: runExit } = await runScenarios({
           files,
           hostsFile: flags.hosts,
           seed: flags.seed,
           outDir: flags.out,
           repeat: flags.repeat,
           reporters,
+          ...fromCfg?.options,
           stream,
           isTTY: Boolean((stream as NodeJS.WriteStream).isTTY),
           logger: { warn: (m: string) => log(`cbt-harness: ${m}`) },
           signal: controller.signal,
           accel: flags.accel as 'auto' | 'kvm' | 'tcg',
           keepImages: flags.keepImages,
-          expectFailure: flags.expectFail ? () => true : undefined,
+          expectFailure: flags.expectFail,
           version,
         });
         if (flags.json) await printJson(record);
-        if (exitCode === 1) throw new CheckFailed(`${record.totals.failed} of ${record.totals.jobs} jobs failed (${record.totals.verdicts.MISSED} MISSED epochs)`);
+        let exitCode = runExit;
+        if (fromCfg) {
+          const ev = await fromCfg.after(record);
+          for (const p of ev.problems) log(`cbt-harness: ${p}`);
+          for (const n of ev.notes) log(`cbt-harness: note: ${n}`);
+          exitCode = ev.exitCode;
+        }
+        if (exitCode === 1) throw new CheckFailed(`the run failed: ${record.totals.failed} of ${record.totals.jobs} jobs failed${record.totals.expectedFailures ? ` (${record.totals.expectedFailures} known-bad caught as expected)` : ''}, ${record.totals.verdicts.MISSED} MISSED epoch(s)`);
         if (exitCode === 2) throw new InfrastructureFailed(`${record.totals.infraErrors} of ${record.totals.jobs} jobs could not run (infrastructure)`);
       } finally {
         process.off('SIGINT', onSignal);

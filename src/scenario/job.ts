@@ -38,6 +38,8 @@ export interface JobSpec {
   keepImages?: boolean;
   /** Guest image cache folder. @default the image module's default */
   imageCacheDir?: string;
+  /** Acceptable verdicts for every verify, overriding the scenario's (a run config's matrix entry). */
+  expect?: Verdict[];
   /** A prebuilt linux-ref image staged on this host (its manifest.json and files); skips the build. */
   imageDir?: string;
 }
@@ -570,7 +572,7 @@ export class JobRunner {
   }
 
   async #verify(diskId: string | null, expectOverride: Verdict[] | null): Promise<void> {
-    const expect = expectOverride ?? this.scenario.expect;
+    const expect = this.spec.expect ?? expectOverride ?? this.scenario.expect;
     const targets = this.#targets(diskId).filter((d) => this.#open.has(d.spec.id));
     if (targets.length === 0) throw new StepError('verify before any checkpoint: no epoch is open');
     const running = this.#vm?.running ?? false;

@@ -15,9 +15,24 @@ import { runJob, type JobOutcome, type JobSpec } from './job.ts';
 import { loadScenarios } from './loader.ts';
 import { deriveSeed, randomSeed } from './seeds.ts';
 import type { Scenario } from './types.ts';
+import { ConfigError } from '../config/index.ts';
+import type { Verdict } from '../verify/index.ts';
+
+/** One line of a run's plan: a scenario file run `repeats` times. */
+export interface PlannedScenario {
+  file: string;
+  repeats: number;
+  /** Known-bad tracker: the job must fail. */
+  mustFail?: boolean;
+  /** Overrides the scenario's acceptable verdicts. */
+  expect?: Verdict[];
+  tags?: string[];
+}
 
 export interface RunOptions {
-  files: string[];
+  /** Scenario files (each run `repeat` times), or a plan (a run config's matrix). */
+  files?: string[];
+  plan?: PlannedScenario[];
   /** Host inventory; default: this machine only, one slot. */
   hostsFile?: string;
   seed?: number;
@@ -33,8 +48,15 @@ export interface RunOptions {
   signal?: AbortSignal;
   accel?: 'auto' | 'kvm' | 'tcg';
   keepImages?: boolean;
-  /** Jobs known to fail (known-bad trackers): their failure is the expected outcome. */
-  expectFailure?: (scenario: Scenario) => boolean;
+  /** Every job is a known-bad tracker (with `files`): its failure is the expected outcome. */
+  expectFailure?: boolean;
+  /** Run config name/file and labels for the record. */
+  config?: { name: string; file: string };
+  labels?: Record<string, string>;
+  /** @default 2 */
+  maxAttempts?: number;
+  /** Limit of one job (its VM is stopped when it passes). */
+  jobTimeoutMs?: number;
   /** Harness version for the record. */
   version: string;
 }
@@ -49,33 +71,41 @@ interface Payload {
   ref: JobRef;
   scenario: Scenario;
   text: string;
+  expect?: Verdict[];
 }
 
 const LOCAL: HostSpec = { name: 'local', type: 'local', slots: 1, tags: [], workdir: join(tmpdir(), 'cbt-harness') } as unknown as HostSpec;
 
 export async function runScenarios(opts: RunOptions): Promise<RunResult> {
-  const scenarios = await loadScenarios(opts.files);
+  const plan: PlannedScenario[] = opts.plan ?? (opts.files ?? []).map((file) => ({ file, repeats: opts.repeat ?? 1, mustFail: opts.expectFailure }));
+  if (plan.length === 0) throw new ConfigError('no scenario files to run', { file: opts.config?.file ?? '(command line)' });
+  const scenarios = await loadScenarios([...new Set(plan.map((p) => p.file))]);
+  const byFile = new Map(scenarios.map((s) => [s.file, s]));
   const texts = new Map<string, string>();
-  for (const s of scenarios) texts.set(s.name, await readFile(s.file, 'utf8'));
+  for (const s of scenarios) texts.set(s.file, await readFile(s.file, 'utf8'));
   const seed = opts.seed ?? randomSeed();
   const runId = newRunId();
-  const repeat = opts.repeat ?? 1;
   const inventory = opts.hostsFile ? await loadInventory(opts.hostsFile) : { file: '(built-in)', hosts: [LOCAL] };
   const jobs: Array<Job<Payload>> = [];
-  for (const s of scenarios) {
-    for (let r = 0; r < repeat; r++) {
+  const ids = new Set<string>();
+  for (const p of plan) {
+    const s = byFile.get(p.file)!;
+    for (let r = 0; r < p.repeats; r++) {
+      let id = p.repeats > 1 ? `${s.name}#${r + 1}` : s.name;
+      for (let k = 2; ids.has(id); k++) id = `${s.name}~${k}`;
+      ids.add(id);
       const ref: JobRef = {
-        id: repeat > 1 ? `${s.name}#${r + 1}` : s.name,
+        id,
         scenario: { name: s.name, file: s.file, description: s.description },
         guest: { name: s.guest, os: { family: 'linux', build: s.guest }, tracker: { name: s.tracker, decoder: s.tracker, version: 'unknown' } },
         repeat: r,
         seed: deriveSeed(seed, s.name, r),
-        ...(opts.expectFailure?.(s) ? { expectedStatus: 'failed' as const } : {}),
+        ...(p.mustFail ? { expectedStatus: 'failed' as const } : {}),
       };
-      jobs.push({ id: ref.id, payload: { ref, scenario: s, text: texts.get(s.name)! } });
+      jobs.push({ id, payload: { ref, scenario: s, text: texts.get(s.file)!, expect: p.expect }, requires: p.tags?.length ? p.tags : undefined });
     }
   }
-  const outDir = opts.outDir ? resolve(opts.outDir) : undefined;
+  const outDir = opts.outDir ? resolve(opts.outDir.replaceAll('{runId}', runId)) : undefined;
   if (outDir) await mkdir(outDir, { recursive: true });
   const workRoot = outDir ? join(outDir, 'jobs') : await mkdtemp(join(tmpdir(), 'cbt-run-'));
   const reporters = createReporters(opts.reporters ?? ['terminal'], { outDir, stream: opts.stream, isTTY: opts.isTTY, logger: opts.logger });
@@ -85,6 +115,8 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
       startedAt: new Date().toISOString(),
       harness: { version: opts.version, node: process.version },
       seed,
+      ...(opts.config ? { config: opts.config } : {}),
+      ...(opts.labels ? { labels: opts.labels } : {}),
       hosts: inventory.hosts.map((h) => hostInfo({ name: h.name, type: h.type, tags: h.tags, slots: h.slots })),
       jobs: jobs.map((j) => j.payload.ref),
     },
@@ -100,15 +132,16 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
       jobs,
       inventory.hosts.map((h) => ({ name: h.name, slots: h.slots, tags: h.tags })),
       async (job, host, signal, context) => {
-        const { ref, text, scenario } = job.payload;
+        const { ref, text, scenario, expect } = job.payload;
         const startedAt = new Date();
         if (!begun.has(ref.id)) {
           begun.add(ref.id);
           await recorder.jobBegin(ref, startedAt.toISOString());
         }
         const spec = hostsByName.get(host.name)!;
-        const jobSpec: JobSpec = { jobId: safe(ref.id), runId, scenarioFile: scenario.file, scenarioText: text, seed: ref.seed, repeat: ref.repeat, workDir: join(workRoot, safe(ref.id)), accel: opts.accel, keepImages: opts.keepImages };
-        const outcome = spec.type === 'local' ? await runJob(jobSpec, {}, signal) : await runRemote(spec, jobSpec, executors, runId, signal);
+        const jobSpec: JobSpec = { jobId: safe(ref.id), runId, scenarioFile: scenario.file, scenarioText: text, seed: ref.seed, repeat: ref.repeat, workDir: join(workRoot, safe(ref.id)), accel: opts.accel, keepImages: opts.keepImages, ...(expect ? { expect } : {}) };
+        const jobSignal = opts.jobTimeoutMs ? AbortSignal.any([signal, AbortSignal.timeout(opts.jobTimeoutMs)]) : signal;
+        const outcome = spec.type === 'local' ? await runJob(jobSpec, {}, jobSignal) : await runRemote(spec, jobSpec, executors, runId, jobSignal);
         // A VM that never came up is the infrastructure's failure: the scheduler retries elsewhere.
         if (outcome.infrastructure) throw new InfrastructureError(host.name, outcome.error ?? 'the job failed for infrastructure reasons');
         // Record the finished job now, so reporters show it while the others run.
@@ -120,7 +153,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
         ended.add(ref.id);
         return outcome;
       },
-      { signal: opts.signal, maxAttempts: 2 },
+      { signal: opts.signal, maxAttempts: opts.maxAttempts ?? 2 },
     );
     for (const o of result.outcomes) {
       const { ref } = o.job.payload;
