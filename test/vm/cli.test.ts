@@ -1,16 +1,10 @@
-/**
- * `cbt-harness vm boot --json` and `image build linux-ref --json`, run as child processes (the
- * real CLI once main.ts registers them, else a stand-in entry with the same commands).
- */
-import { join } from 'node:path';
+/** `cbt-harness vm boot --json` and `image build linux-ref --json`, run as child processes of the real CLI. */
 import test from 'ava';
 import { execa } from 'execa';
-import { CLI, ROOT } from '../helpers/tools.ts';
+import { CLI } from '../helpers/tools.ts';
 
-let cli: Promise<string[]> | null = null;
-function entry(): Promise<string[]> {
-  cli ??= execa(CLI, ['vm', 'boot', '--help'], { reject: false }).then((r) => (r.exitCode === 0 && String(r.stdout).includes('--guest') ? [CLI] : [process.execPath, join(ROOT, 'test/helpers/vm-cli-main.ts')]));
-  return cli;
+async function entry(): Promise<string[]> {
+  return [CLI];
 }
 
 async function runCli(args: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
