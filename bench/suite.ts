@@ -1,0 +1,63 @@
+/**
+ * npm run bench:suite — every scenario of the library once under TCG, wall time split into:
+ *   boot    the first boot, and the steps that restart the guest (reboot, reset, power cut, start,
+ *           shutdown, power button): QEMU and the guest's own shutdown/boot;
+ *   guest   guest commands of the other steps (writes, fio, checkpoints, offline/online…);
+ *   verify  the offline verification of each epoch;
+ *   sleep   scenario `sleep` steps;
+ *   harness everything else: scenario loading, disk creation, QMP snapshots, SSH set-up, records.
+ * Target: harness overhead < 10 % of wall time.
+ */
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runJob, type JobOutcome } from '../src/scenario/job.ts';
+import { ROOT } from './util.ts';
+
+const RESTARTS = new Set(['reboot', 'reset', 'powercut', 'start', 'shutdown', 'powerbutton']);
+
+function split(out: JobOutcome) {
+  const wall = out.durationMs;
+  const firstStep = out.steps[0] ? Date.parse(out.steps[0].startedAt) - Date.parse(out.startedAt) : wall;
+  let boot = firstStep;
+  let sleep = 0;
+  let verify = 0;
+  const windows: Array<[number, number, string]> = [];
+  for (const s of out.steps) {
+    const a = Date.parse(s.startedAt);
+    windows.push([a, a + s.durationMs, s.kind]);
+    if (RESTARTS.has(s.kind)) boot += s.durationMs;
+    if (s.kind === 'sleep') sleep += s.durationMs;
+  }
+  for (const e of out.epochs) verify += e.verifyMs ?? 0;
+  let guest = 0;
+  for (const ev of out.timeline) {
+    if (ev.kind !== 'guest') continue;
+    const at = Date.parse(ev.at);
+    const w = windows.find(([a, b]) => at >= a && at <= b);
+    if (w && !RESTARTS.has(w[2]) && w[2] !== 'verify') guest += ev.durationMs;
+  }
+  const harness = Math.max(0, wall - boot - guest - verify - sleep);
+  return { wall, boot, guest, verify, sleep, harness, overheadPct: +((100 * harness) / wall).toFixed(1) };
+}
+
+const files = (await readdir(join(ROOT, 'scenarios'))).filter((f) => f.endsWith('.yaml')).sort();
+const rows: Array<Record<string, unknown>> = [];
+let total = { wall: 0, harness: 0 };
+for (const f of files) {
+  const file = join(ROOT, 'scenarios', f);
+  const workDir = await mkdtemp(join(tmpdir(), 'cbt-bench-suite-'));
+  try {
+    const out = await runJob({ jobId: f.replace(/\.yaml$/, ''), runId: 'bench-suite', scenarioFile: file, scenarioText: await readFile(file, 'utf8'), seed: 1, repeat: 0, workDir, accel: 'tcg' });
+    const s = split(out);
+    total = { wall: total.wall + s.wall, harness: total.harness + s.harness };
+    rows.push({ scenario: f.replace(/\.yaml$/, ''), status: out.status, ...s });
+    process.stderr.write(`${f}: ${out.status} wall ${s.wall} ms, boot ${s.boot}, guest ${s.guest}, verify ${s.verify}, harness ${s.harness} (${s.overheadPct} %)\n`);
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+const overall = +((100 * total.harness) / total.wall).toFixed(1);
+process.stdout.write(`${JSON.stringify({ scenarios: rows, harnessOverheadPct: overall }, null, 2)}\n`);
+process.stderr.write(`harness overhead over the library: ${overall} % of wall time (target < 10 %)\n`);
