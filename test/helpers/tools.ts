@@ -80,3 +80,19 @@ export async function runCli(args: string[], options: Options = {}): Promise<{ e
 export async function syncFile(path: string): Promise<void> {
   await execa('sync', [path]);
 }
+
+type NormalMap = ReturnType<typeof normalizeMap>;
+
+/**
+ * `qemu-img map` right before and right after `ours` runs. QEMU answers the same for the same
+ * file except on images near its metadata-preallocation threshold, whose answer follows the host
+ * file's allocated size (st_blocks) as ext4 settles it; then ours must equal one of QEMU's two
+ * answers, byte for byte. Returns the answers to compare against.
+ */
+export async function qemuMapsAround(path: string, ours: () => Promise<NormalMap>): Promise<{ ours: NormalMap; qemu: NormalMap[] }> {
+  const before = normalizeMap(await qemuMap(path));
+  const mine = await ours();
+  const after = normalizeMap(await qemuMap(path));
+  const same = JSON.stringify(before) === JSON.stringify(after);
+  return { ours: mine, qemu: same ? [before] : [before, after] };
+}
