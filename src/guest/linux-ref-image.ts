@@ -518,7 +518,12 @@ export async function connectLinuxRef(
   );
 }
 
-/** A linux-ref image from a folder holding its manifest.json and files (e.g. staged on a remote host). */
+/** A linux-ref image whose files (named as in `manifest`) were staged in `dir` on this host. */
+export function linuxRefImageFrom(dir: string, manifest: LinuxRefManifest): LinuxRefImage {
+  return imageFrom(dir, manifest, true);
+}
+
+/** A linux-ref image from a folder holding its manifest.json and files. */
 export async function loadLinuxRefImage(dir: string, opts: { verify?: boolean } = {}): Promise<LinuxRefImage> {
   const img = await loadCached(dir, opts.verify ?? false);
   if (!img) throw new ImageBuildError(`${dir} holds no complete linux-ref image (manifest.json and the files it lists)`);

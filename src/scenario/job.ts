@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { defaultProviders } from '../cbt/index.ts';
-import { buildLinuxRef, loadLinuxRefImage, connectLinuxRef, LinuxRefAdapter, linuxRefVmSpec, planWrites, GuestError, type GuestDisk, type GuestHostKey } from '../guest/index.ts';
+import { buildLinuxRef, linuxRefImageFrom, connectLinuxRef, LinuxRefAdapter, linuxRefVmSpec, planWrites, GuestError, type GuestDisk, type GuestHostKey, type LinuxRefManifest } from '../guest/index.ts';
 import { epochRecord, clip, type AccelInfo, type EpochRecord, type GuestInfo, type JobArtifacts, type JobStatus, type StepRecord, type TimelineEvent } from '../report/index.ts';
 import { generateKeyPair } from '../ssh/index.ts';
 import { startVm, VmError, type RunningVm, type VmSpec } from '../vm/index.ts';
@@ -40,8 +40,8 @@ export interface JobSpec {
   imageCacheDir?: string;
   /** Acceptable verdicts for every verify, overriding the scenario's (a run config's matrix entry). */
   expect?: Verdict[];
-  /** A prebuilt linux-ref image staged on this host (its manifest.json and files); skips the build. */
-  imageDir?: string;
+  /** A prebuilt linux-ref image staged on this host: the folder holding its files, and its manifest. Skips the build. */
+  stagedImage?: { dir: string; manifest: LinuxRefManifest };
 }
 
 export interface JobObserver {
@@ -249,7 +249,7 @@ export class JobRunner {
     const s = this.scenario;
     let image;
     try {
-      image = this.spec.imageDir ? await loadLinuxRefImage(this.spec.imageDir) : await buildLinuxRef({ cacheDir: this.spec.imageCacheDir, signal: this.#signal });
+      image = this.spec.stagedImage ? linuxRefImageFrom(this.spec.stagedImage.dir, this.spec.stagedImage.manifest) : await buildLinuxRef({ cacheDir: this.spec.imageCacheDir, signal: this.#signal });
     } catch (e) {
       throw new JobInfrastructureError(`the linux-ref image could not be built: ${(e as Error).message}`, { cause: e });
     }

@@ -196,10 +196,10 @@ async function runRemote(spec: HostSpec, job: JobSpec, executors: Map<string, Ho
   }
   await ex.connect(signal);
   const image = await buildLinuxRef({ signal });
-  const staged = await ex.stageImage([image.vmlinux, image.vmlinuz, image.initrd, ...(image.tools ? [image.tools] : []), join(image.dir, 'manifest.json')], { signal });
+  const staged = await ex.stageImage([image.vmlinux, image.vmlinuz, image.initrd, ...(image.tools ? [image.tools] : [])], { signal });
   const session = await ex.openJob(job.jobId, { signal });
   try {
-    const remote: JobSpec = { ...job, workDir: join(session.workdir, 'job'), imageDir: staged.dir };
+    const remote: JobSpec = { ...job, workDir: join(session.workdir, 'job'), stagedImage: { dir: staged.dir, manifest: image.manifest } };
     const specPath = await session.putFile('job.json', JSON.stringify(remote));
     const r = await session.runHarness(['job', 'run', specPath, '--json'], { signal });
     const out = r.json as JobOutcome | undefined;
