@@ -155,7 +155,14 @@ export function jobCommand(): Command {
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
       try {
-        const out = await runJob(spec, {}, controller.signal);
+        let out;
+        try {
+          out = await runJob(spec, {}, controller.signal);
+        } catch (e) {
+          // Still one JSON document: the scheduling host reads the infrastructure flag from it.
+          if ((e as { infrastructure?: unknown }).infrastructure !== true || !flags.json) throw e;
+          out = { jobId: spec.jobId, status: 'infra-error', infrastructure: true, error: (e as Error).message, steps: [], epochs: [], timeline: [], artifacts: {} };
+        }
         if (flags.json) await printJson(out);
         else log(`${out.jobId}: ${out.status}${out.error ? ` (${out.error})` : ''}`);
       } finally {

@@ -21,7 +21,12 @@ import { verifyImages } from './oracle.ts';
 import { deriveSeed } from './seeds.ts';
 import type { DiskSpec, Scenario, Step } from './types.ts';
 
+/** Bumped whenever JobSpec or JobOutcome change meaning: a host running another harness refuses the job. */
+export const JOB_SPEC_VERSION = 2;
+
 export interface JobSpec {
+  /** JOB_SPEC_VERSION of the scheduling harness (absent: this process made it). */
+  version?: number;
   jobId: string;
   runId: string;
   /** The scenario file's path (for messages) and its text (a remote host needs nothing else). */
@@ -637,6 +642,10 @@ export class JobRunner {
 }
 
 export async function runJob(spec: JobSpec, observer: JobObserver = {}, signal?: AbortSignal): Promise<JobOutcome> {
+  if (spec.version !== undefined && spec.version !== JOB_SPEC_VERSION) {
+    // An old worker image or staged harness: the job can run on another host, or after a rebuild.
+    throw new JobInfrastructureError(`this host runs a harness with job spec version ${JOB_SPEC_VERSION}, the job needs ${spec.version}: rebuild the worker image (cbt-harness image build worker) or restage the harness`);
+  }
   await mkdir(spec.workDir, { recursive: true });
   return new JobRunner(spec, observer, signal).run();
 }

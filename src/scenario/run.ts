@@ -11,7 +11,7 @@ import { buildLinuxRef } from '../guest/index.ts';
 import { createExecutor, InfrastructureError, loadInventory, newRunId, type HostExecutor, type HostSpec } from '../hosts/index.ts';
 import { createReporters, hostInfo, RunRecorder, type JobRef, type ReportLogger, type RunRecord, type TextStream } from '../report/index.ts';
 import { schedule, type Job } from '../scheduler/index.ts';
-import { runJob, type JobOutcome, type JobSpec } from './job.ts';
+import { JOB_SPEC_VERSION, runJob, type JobOutcome, type JobSpec } from './job.ts';
 import { loadScenarios } from './loader.ts';
 import { deriveSeed, randomSeed } from './seeds.ts';
 import type { Scenario } from './types.ts';
@@ -199,7 +199,7 @@ async function runRemote(spec: HostSpec, job: JobSpec, executors: Map<string, Ho
   const staged = await ex.stageImage([image.vmlinux, image.vmlinuz, image.initrd, ...(image.tools ? [image.tools] : [])], { signal });
   const session = await ex.openJob(job.jobId, { signal });
   try {
-    const remote: JobSpec = { ...job, workDir: join(session.workdir, 'job'), stagedImage: { dir: staged.dir, manifest: image.manifest } };
+    const remote: JobSpec = { ...job, version: JOB_SPEC_VERSION, workDir: join(session.workdir, 'job'), stagedImage: { dir: staged.dir, manifest: image.manifest } };
     const specPath = await session.putFile('job.json', JSON.stringify(remote));
     const r = await session.runHarness(['job', 'run', specPath, '--json'], { signal });
     const out = r.json as JobOutcome | undefined;
