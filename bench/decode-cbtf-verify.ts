@@ -12,22 +12,13 @@ import { bitmapFromBlocks, CBTF_FLAG_CLEAN, createDecodeContext, encodeCbtf, res
 import type { BlockSource, OpenedImage } from '../src/qcow2/index.ts';
 import { judge } from '../src/verify/index.ts';
 import type { BlockRun } from '../src/truth/index.ts';
+import { mulberry32 as prng } from '../src/util/index.ts';
 
 const TiB = 1024 ** 4;
 const VOLUME = { offset: 1024 * 1024, length: 2 * TiB };
 const SHIFT = 16;
 const FILE_AT = VOLUME.offset + 4096 * 1000;
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const nBlocks = VOLUME.length / 2 ** SHIFT;
 const r = prng(7);

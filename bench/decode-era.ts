@@ -19,6 +19,7 @@ import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BlockRun } from '../src/truth/index.ts';
+import { mulberry32 as prng } from '../src/util/index.ts';
 
 // Only what child mode needs is imported statically: its RSS and time should be the decoder's.
 const ROOT = join(fileURLToPath(import.meta.url), '../..');
@@ -32,16 +33,6 @@ const SEED = 20261123;
 const DIR = join(CACHE, 'dm-era-2TiB-64KiB-v1');
 const META = join(DIR, 'meta.bin');
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** ~1500 random extents of 1–600 blocks, merged. */
 function extents(r: () => number, unionRuns: (...l: BlockRun[][]) => BlockRun[]): BlockRun[] {

@@ -14,20 +14,11 @@ import { mkdir, open, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { CACHE, CLI, cliPeakRssMiB, medianOf, timeCommand } from './util.ts';
+import { mulberry32 as prng } from '../src/util/index.ts';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function buildPair(dir: string): Promise<{ base: string; top: string }> {
   const base = join(dir, 'base.qcow2');

@@ -18,6 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { InfrastructureError } from '../src/hosts/index.ts';
 import { schedule, type Job, type SchedulerHost } from '../src/scheduler/index.ts';
+import { mulberry32 as rng } from '../src/util/index.ts';
 
 const { values } = parseArgs({
   options: {
@@ -35,16 +36,6 @@ const HOSTS = Number(values.hosts);
 const SLOTS = Number(values.slots);
 const MEAN = Number(values['mean-ms']);
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const hosts: SchedulerHost[] = Array.from({ length: HOSTS }, (_, i) => ({ name: `h${i}`, slots: SLOTS, tags: i % 10 === 0 ? ['kvm'] : [] }));
 const FLAKY = Number(values['flaky-rate']);

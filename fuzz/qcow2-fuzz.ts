@@ -9,6 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { ImageError, MemoryBlockSource, Qcow2Image, mapChain, openImage, readChain, type BlockSource } from '../src/qcow2/index.ts';
+import { mulberry32 as prng } from '../src/util/index.ts';
 
 export interface PoolImage {
   name: string;
@@ -63,16 +64,6 @@ export async function loadPool(paths: string[]): Promise<PoolImage[]> {
   return pool;
 }
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const INTERESTING64 = [0n, 1n, 0x1ffn, 0x200n, 0x10000n, 0xffffffffn, 0x100000000n, 0x7fffffffffffffffn, 0xffffffffffffffffn, 0x8000000000000000n, 0x00fffffffffffe00n];
 

@@ -33,16 +33,16 @@ export function describeValue(v: unknown): string {
   return `\`${text}\` (${type})`;
 }
 
-type ErrorFactory = new (message: string, options: ConfigErrorOptions) => Error;
+type ErrorFactory<E extends ConfigError> = new (message: string, options: ConfigErrorOptions) => E;
 
 /** Maps a path in the parsed value back to the YAML source. */
-export class YamlLocator {
+export class YamlLocator<E extends ConfigError = ConfigError> {
   readonly file: string;
   readonly doc: Document;
   readonly lines: LineCounter;
-  readonly #make: ErrorFactory;
+  readonly #make: ErrorFactory<E>;
 
-  constructor(file: string, doc: Document, lines: LineCounter, make: ErrorFactory = ConfigError) {
+  constructor(file: string, doc: Document, lines: LineCounter, make: ErrorFactory<E>) {
     this.file = file;
     this.doc = doc;
     this.lines = lines;
@@ -62,19 +62,19 @@ export class YamlLocator {
     return { line: pos.line, column: pos.col };
   }
 
-  error(message: string, segs: readonly PathSegment[], key?: string): Error {
+  error(message: string, segs: readonly PathSegment[], key?: string): E {
     const field = fieldName(key === undefined ? segs : [...segs, key]);
     return new this.#make(message, { file: this.file, field: field || undefined, ...this.where(segs, key) });
   }
 }
 
-export interface ParsedYaml {
+export interface ParsedYaml<E extends ConfigError = ConfigError> {
   root: unknown;
-  at: YamlLocator;
+  at: YamlLocator<E>;
 }
 
 /** Parse YAML text keeping positions; syntax errors and duplicate keys become errors with a line. */
-export function parseYaml(text: string, file: string, make: ErrorFactory = ConfigError): ParsedYaml {
+export function parseYaml<E extends ConfigError = ConfigError>(text: string, file: string, make: ErrorFactory<E> = ConfigError as unknown as ErrorFactory<E>): ParsedYaml<E> {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -83,7 +83,7 @@ export function parseYaml(text: string, file: string, make: ErrorFactory = Confi
     throw new make(`not valid YAML: ${e.message.split('\n')[0]}`, { file, line: pos.line, column: pos.col, cause: e });
   }
   const root = doc.toJS({ maxAliasCount: 100 }) as unknown;
-  return { root, at: new YamlLocator(file, doc, lines, make) };
+  return { root, at: new YamlLocator<E>(file, doc, lines, make) };
 }
 
 const validators = new WeakMap<object, ReturnType<Ajv['compile']>>();
@@ -102,7 +102,7 @@ function expectedText(s: { type?: string | string[]; minimum?: number; maximum?:
 }
 
 /** One message per ajv error, in the words a user of the file understands. */
-export function explainSchemaError(e: ErrorObject, at: YamlLocator): Error {
+export function explainSchemaError<E extends ConfigError>(e: ErrorObject, at: YamlLocator<E>): E {
   const segs = pathSegments(e.instancePath);
   const last = segs.at(-1);
   const name = typeof last === 'string' ? last : fieldName(segs);
@@ -152,7 +152,7 @@ function pickErrors(errors: ErrorObject[]): ErrorObject[] {
 }
 
 /** Validate `root` against `schema`; throws the first (most specific) error with its position. */
-export function validateAgainst(root: unknown, schema: AnySchema & object, at: YamlLocator): void {
+export function validateAgainst<E extends ConfigError>(root: unknown, schema: AnySchema & object, at: YamlLocator<E>): void {
   let v = validators.get(schema);
   if (!v) {
     v = new Ajv({ allErrors: true, verbose: true, strict: true, strictTypes: false }).compile(schema);

@@ -1,3 +1,5 @@
+import { ConfigError, type ConfigErrorOptions } from '../config/index.ts';
+
 /**
  * Typed errors of the hosts module. Each names the host (and the file, line and field for
  * inventory errors) so a user knows where to look.
@@ -47,30 +49,11 @@ export class HostOperationError extends HostError {
   override name = 'HostOperationError';
 }
 
-export interface InventoryErrorOptions {
-  file: string;
-  line?: number | undefined;
-  column?: number | undefined;
-  field?: string | undefined;
-  cause?: unknown;
-}
+export type InventoryErrorOptions = ConfigErrorOptions;
 
 /** The host inventory file is missing, not YAML, or does not match the schema. Exit code 2. */
-export class InventoryError extends Error {
+export class InventoryError extends ConfigError {
   override name = 'InventoryError';
-  readonly file: string;
-  readonly line: number | undefined;
-  readonly column: number | undefined;
-  readonly field: string | undefined;
-
-  constructor(message: string, options: InventoryErrorOptions) {
-    const where = `${options.file}${options.line === undefined ? '' : `:${options.line}${options.column === undefined ? '' : `:${options.column}`}`}`;
-    super(`${where}: ${options.field ? `${options.field}: ` : ''}${message}`, options.cause === undefined ? undefined : { cause: options.cause });
-    this.file = options.file;
-    this.line = options.line;
-    this.column = options.column;
-    this.field = options.field;
-  }
 }
 
 /** Building the Docker worker image failed (debootstrap, tar, the engine). */

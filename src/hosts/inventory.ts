@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
-import { isMap, isScalar, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
+import { describeValue, fieldName, parseYaml, pathSegments, type YamlLocator } from '../config/index.ts';
 import { InventoryError } from './errors.ts';
 import { HOSTS_SCHEMA } from './inventory-schema.ts';
 import type { DockerConnection, DockerHostSpec, HostSpec, Inventory, LocalHostSpec, SshHostSpec } from './types.ts';
@@ -20,57 +20,6 @@ function validate(value: unknown): ErrorObject[] {
   return validator(value) ? [] : [...(validator.errors ?? [])];
 }
 
-function describeValue(v: unknown): string {
-  const type = v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
-  let text = typeof v === 'string' ? v : JSON.stringify(v);
-  if (text === undefined) text = String(v);
-  if (text.length > 60) text = `${text.slice(0, 57)}...`;
-  return `\`${text}\` (${type})`;
-}
-
-/** `/hosts/1/slots` → ['hosts', 1, 'slots'] */
-function pathSegments(instancePath: string): Array<string | number> {
-  if (!instancePath) return [];
-  return instancePath.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~')).map((s) => (/^\d+$/.test(s) ? Number(s) : s));
-}
-
-/** `hosts[1].slots` */
-function fieldName(segs: Array<string | number>): string {
-  let out = '';
-  for (const s of segs) out += typeof s === 'number' ? `[${s}]` : out ? `.${s}` : s;
-  return out;
-}
-
-class Locator {
-  readonly file: string;
-  readonly doc: Document;
-  readonly lines: LineCounter;
-  constructor(file: string, doc: Document, lines: LineCounter) {
-    this.file = file;
-    this.doc = doc;
-    this.lines = lines;
-  }
-
-  /** Line/column of the node at `segs`, or of the key `key` inside it. */
-  where(segs: Array<string | number>, key?: string): { line?: number; column?: number } {
-    let node = (segs.length ? this.doc.getIn(segs, true) : this.doc.contents) as YamlNode | undefined;
-    if (key !== undefined && isMap(node)) {
-      const pair = node.items.find((p) => isScalar(p.key) && p.key.value === key);
-      if (pair && isScalar(pair.key)) node = pair.key;
-    }
-    // A scalar value: point at the value; a collection: at its first line.
-    const range = node?.range;
-    if (!range) return {};
-    const pos = this.lines.linePos(range[0]);
-    return { line: pos.line, column: pos.col };
-  }
-
-  error(message: string, segs: Array<string | number>, key?: string): InventoryError {
-    const field = fieldName(key === undefined ? segs : [...segs, key]);
-    return new InventoryError(message, { file: this.file, field: field || undefined, ...this.where(segs, key) });
-  }
-}
-
 function hostLabel(root: unknown, segs: Array<string | number>): string {
   if (segs[0] !== 'hosts' || typeof segs[1] !== 'number') return '';
   const name = (root as { hosts?: Array<{ name?: unknown }> }).hosts?.[segs[1]]?.name;
@@ -78,7 +27,7 @@ function hostLabel(root: unknown, segs: Array<string | number>): string {
 }
 
 /** One message per ajv error, in the words a user of the file understands. */
-function explain(e: ErrorObject, root: unknown, at: Locator): InventoryError {
+function explain(e: ErrorObject, root: unknown, at: YamlLocator<InventoryError>): InventoryError {
   const segs = pathSegments(e.instancePath);
   const last = segs.at(-1);
   const name = typeof last === 'string' ? last : fieldName(segs);
@@ -165,7 +114,7 @@ export interface ParseInventoryOptions {
   localWorkdir?: string;
 }
 
-function dockerConnection(raw: Record<string, unknown>, segs: Array<string | number>, at: Locator): DockerConnection {
+function dockerConnection(raw: Record<string, unknown>, segs: Array<string | number>, at: YamlLocator<InventoryError>): DockerConnection {
   const has = (k: string) => raw[k] !== undefined;
   if (has('socketPath')) {
     for (const k of Object.keys(raw)) if (k !== 'socketPath') throw at.error(`\`${k}\` cannot be combined with \`socketPath\` (a unix socket needs nothing else)`, segs, k);
@@ -187,15 +136,7 @@ function dockerConnection(raw: Record<string, unknown>, segs: Array<string | num
 
 /** Parses inventory text; `file` is used in messages only. */
 export function parseInventory(text: string, file: string, options: ParseInventoryOptions = {}): Inventory {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  const at = new Locator(file, doc, lines);
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0];
-    const pos = lines.linePos(e.pos[0]);
-    throw new InventoryError(`not valid YAML: ${e.message.split('\n')[0]}`, { file, line: pos.line, column: pos.col, cause: e });
-  }
-  const root = doc.toJS({ maxAliasCount: 100 }) as unknown;
+  const { root, at } = parseYaml(text, file, InventoryError);
   if (root === null || root === undefined) throw new InventoryError('the file is empty; expected a `hosts:` list', { file });
   const errors = pickErrors(validate(root));
   if (errors.length > 0) {

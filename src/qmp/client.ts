@@ -10,7 +10,7 @@ import { type Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QmpError } from './errors.ts';
 import { LineSplitter, LineTooLongError } from './line-splitter.ts';
-import { createLogger } from './log.ts';
+import { createLogger } from '../util/index.ts';
 
 const log = createLogger('cbt:qmp');
 

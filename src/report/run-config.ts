@@ -7,7 +7,7 @@
 import { glob, readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
-import { isMap, isScalar, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
+import { describeValue, fieldName, parseYaml, pathSegments, type YamlLocator } from '../config/index.ts';
 import type { Verdict } from '../verify/index.ts';
 import { RunConfigError } from './errors.ts';
 import { RUN_CONFIG_SCHEMA } from './run-config-schema.ts';
@@ -59,59 +59,10 @@ function validate(value: unknown): ErrorObject[] {
   return validator(value) ? [] : [...(validator.errors ?? [])];
 }
 
-type Seg = string | number;
-
-function segments(instancePath: string): Seg[] {
-  if (!instancePath) return [];
-  return instancePath
-    .slice(1)
-    .split('/')
-    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
-}
-
-function fieldOf(segs: Seg[]): string {
-  let out = '';
-  for (const s of segs) out += typeof s === 'number' ? `[${s}]` : out ? `.${s}` : s;
-  return out;
-}
-
-function show(v: unknown): string {
-  const type = v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
-  let text = typeof v === 'string' ? v : (JSON.stringify(v) ?? String(v));
-  if (text.length > 60) text = `${text.slice(0, 57)}...`;
-  return `\`${text}\` (${type})`;
-}
-
-class Where {
-  readonly file: string;
-  readonly doc: Document;
-  readonly lines: LineCounter;
-
-  constructor(file: string, doc: Document, lines: LineCounter) {
-    this.file = file;
-    this.doc = doc;
-    this.lines = lines;
-  }
-
-  /** The error at the node `segs` (or its key `key`), with the line and column of that node. */
-  error(message: string, segs: Seg[], key?: string): RunConfigError {
-    let node = (segs.length ? this.doc.getIn(segs, true) : this.doc.contents) as YamlNode | undefined;
-    // A missing key: point at the map that should hold it. An unknown key: at the key itself.
-    if (key !== undefined && isMap(node)) {
-      const pair = node.items.find((p) => isScalar(p.key) && p.key.value === key);
-      if (pair && isScalar(pair.key)) node = pair.key;
-    }
-    const pos = node?.range ? this.lines.linePos(node.range[0]) : undefined;
-    const field = fieldOf(key === undefined ? segs : [...segs, key]);
-    return new RunConfigError(message, { file: this.file, line: pos?.line, column: pos?.col, field: field || undefined });
-  }
-}
-
-function explain(e: ErrorObject, at: Where): RunConfigError {
-  const segs = segments(e.instancePath);
+function explain(e: ErrorObject, at: YamlLocator<RunConfigError>): RunConfigError {
+  const segs = pathSegments(e.instancePath);
   const last = segs.at(-1);
-  const name = typeof last === 'string' ? last : fieldOf(segs) || 'the file';
+  const name = typeof last === 'string' ? last : fieldName(segs) || 'the file';
   const schema = e.parentSchema as { description?: string; type?: string; minimum?: number; maximum?: number; properties?: object } | undefined;
   const desc = schema?.description;
   switch (e.keyword) {
@@ -122,25 +73,25 @@ function explain(e: ErrorObject, at: Where): RunConfigError {
     case 'required':
       return at.error(`Missing required key \`${(e.params as { missingProperty: string }).missingProperty}\``, segs);
     case 'type':
-      return at.error(`Expected \`${name}\` to be ${desc ?? `${/^[aeiou]/.test(String(schema?.type)) ? 'an' : 'a'} ${String(schema?.type)}`}, got ${show(e.data)}`, segs);
+      return at.error(`Expected \`${name}\` to be ${desc ?? `${/^[aeiou]/.test(String(schema?.type)) ? 'an' : 'a'} ${String(schema?.type)}`}, got ${describeValue(e.data)}`, segs);
     case 'minimum':
     case 'maximum':
-      return at.error(`Expected \`${name}\` to be ${desc ?? `a number ${e.keyword === 'minimum' ? 'of at least' : 'of at most'} ${e.keyword === 'minimum' ? schema?.minimum : schema?.maximum}`}, got ${show(e.data)}`, segs);
+      return at.error(`Expected \`${name}\` to be ${desc ?? `a number ${e.keyword === 'minimum' ? 'of at least' : 'of at most'} ${e.keyword === 'minimum' ? schema?.minimum : schema?.maximum}`}, got ${describeValue(e.data)}`, segs);
     case 'const':
     case 'enum': {
       const allowed = e.keyword === 'const' ? [(e.params as { allowedValue: unknown }).allowedValue] : (e.params as { allowedValues: unknown[] }).allowedValues;
-      return at.error(`Expected \`${name}\` to be one of ${allowed.map((a) => `\`${String(a)}\``).join(', ')}, got ${show(e.data)}`, segs);
+      return at.error(`Expected \`${name}\` to be one of ${allowed.map((a) => `\`${String(a)}\``).join(', ')}, got ${describeValue(e.data)}`, segs);
     }
     case 'pattern':
     case 'minLength':
     case 'oneOf':
-      return at.error(`Expected \`${name}\` to be ${desc ?? 'valid'}, got ${show(e.data)}`, segs);
+      return at.error(`Expected \`${name}\` to be ${desc ?? 'valid'}, got ${describeValue(e.data)}`, segs);
     case 'minItems':
       return at.error(`Expected \`${name}\` to list at least ${(e.params as { limit: number }).limit} item(s)`, segs);
     case 'minProperties':
       return at.error(`Expected \`${name}\` to name at least one of its keys`, segs);
     case 'uniqueItems':
-      return at.error(`Expected \`${name}\` to have no duplicates, got ${show(e.data)}`, segs);
+      return at.error(`Expected \`${name}\` to have no duplicates, got ${describeValue(e.data)}`, segs);
     default:
       return at.error(e.message ?? 'invalid', segs);
   }
@@ -159,15 +110,7 @@ function durationMs(text: string): number {
 
 /** Parses config text; `file` names it in errors and anchors relative paths. */
 export function parseRunConfig(text: string, file: string): RunConfig {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  const at = new Where(file, doc, lines);
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0];
-    const pos = lines.linePos(e.pos[0]);
-    throw new RunConfigError(`not valid YAML: ${e.message.split('\n')[0]}`, { file, line: pos.line, column: pos.col, cause: e });
-  }
-  const root = doc.toJS({ maxAliasCount: 100 }) as unknown;
+  const { root, at } = parseYaml(text, file, RunConfigError);
   if (root === null || root === undefined) throw new RunConfigError('the file is empty; expected `version: 1`, `name:` and a `matrix:`', { file });
   const errors = pick(validate(root));
   if (errors.length > 0) {
@@ -243,8 +186,7 @@ export async function loadRunConfig(path: string, options: LoadRunConfigOptions 
   const config = parseRunConfig(text, path);
   if (options.checkFiles) {
     // Re-parse for positions: the checks below point at the entry that names a missing file.
-    const lines = new LineCounter();
-    const at = new Where(path, parseDocument(text, { lineCounter: lines }), lines);
+    const { at } = parseYaml(text, path, RunConfigError);
     if (config.hosts) {
       try {
         await stat(config.hosts);

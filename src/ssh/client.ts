@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import ssh2, { type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
 import { SshError, type SshErrorKind } from './errors.ts';
 import { fingerprintOf, normalizeFingerprint } from './keys.ts';
-import { createLogger } from './log.ts';
+import { createLogger } from '../util/index.ts';
 import { exportPrefix, shQuote } from './shell.ts';
 import { TailBuffer } from './tail-buffer.ts';
 

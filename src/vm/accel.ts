@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VmError } from './errors.ts';
-import { createLogger } from './log.ts';
+import { createLogger } from '../util/index.ts';
 import type { Accel, AccelProbeSpec } from './spec.ts';
 
 const log = createLogger('cbt:vm');

@@ -6,7 +6,7 @@
  * Node's default signal behaviour.
  */
 import { rmSync } from 'node:fs';
-import { createLogger } from './log.ts';
+import { createLogger } from '../util/index.ts';
 
 const log = createLogger('cbt:vm');
 

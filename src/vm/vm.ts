@@ -25,7 +25,7 @@ import { buildQemuArgv, deviceId, diskDevices, diskNode, ejectTarget } from './a
 import { ConsoleLog, type ConsoleMatch, type ConsoleWaitOptions } from './console-log.ts';
 import { VmError } from './errors.ts';
 import { trackLive, untrackLive, type LiveVm } from './live.ts';
-import { createLogger } from './log.ts';
+import { createLogger } from '../util/index.ts';
 import { validateSpec, vmLabel, type Accel, type DiskSpec, type VmSpec } from './spec.ts';
 
 const log = createLogger('cbt:vm');

@@ -1,7 +1,7 @@
 /**
- * A tiny named logger (no dependency): `cbt:qmp` lines on stderr. Debug lines are printed only
- * when the env var DEBUG names the logger, like the `debug` package: `DEBUG=cbt:*`,
- * `DEBUG=cbt:qmp,cbt:ssh`, `DEBUG=*,-cbt:qmp`. Warnings are always printed.
+ * A tiny named logger shared by the modules (`cbt:qmp`, `cbt:ssh`, `cbt:vm`…): lines on stderr.
+ * Debug lines are printed only when the env var DEBUG names the logger, like the `debug`
+ * package: `DEBUG=cbt:*`, `DEBUG=cbt:qmp,cbt:ssh`, `DEBUG=*,-cbt:qmp`. Warnings always.
  */
 
 export type LogFields = Record<string, unknown>;

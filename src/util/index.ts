@@ -1,0 +1,2 @@
+export { createLogger, debugEnabled, type Logger, type LogFields } from './log.ts';
+export { mulberry32 } from './prng.ts';
