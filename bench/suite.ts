@@ -1,7 +1,7 @@
 /**
  * npm run bench:suite — every scenario of the library once under TCG, wall time split into:
- *   boot    the first boot, and the steps that restart the guest (reboot, reset, power cut, start,
- *           shutdown, power button): QEMU and the guest's own shutdown/boot;
+ *   boot    the first boot, the final power-off, and the steps that restart the guest (reboot,
+ *           reset, power cut, start, shutdown, power button): QEMU and the guest's own shutdown/boot;
  *   guest   guest commands of the other steps (writes, fio, checkpoints, offline/online…);
  *   verify  the offline verification of each epoch;
  *   sleep   scenario `sleep` steps;
@@ -20,7 +20,10 @@ const RESTARTS = new Set(['reboot', 'reset', 'powercut', 'start', 'shutdown', 'p
 function split(out: JobOutcome) {
   const wall = out.durationMs;
   const firstStep = out.steps[0] ? Date.parse(out.steps[0].startedAt) - Date.parse(out.startedAt) : wall;
-  let boot = firstStep;
+  // Before the first step: disks, QEMU, the guest's boot. After the last: the guest's power-off.
+  const last = out.steps.at(-1);
+  const tail = last ? Date.parse(out.endedAt) - (Date.parse(last.startedAt) + last.durationMs) : 0;
+  let boot = firstStep + Math.max(0, tail);
   let sleep = 0;
   let verify = 0;
   const windows: Array<[number, number, string]> = [];

@@ -29,6 +29,8 @@ export class LinuxRefAdapter implements GuestAdapter {
   readonly #opts: LinuxRefAdapterOptions;
   readonly #recorder = new CommandRecorder();
   #shell: GuestShell | null = null;
+  /** Write spaces by serial; valid until the tracker or the guest restarts (any reconnect). */
+  readonly #space = new Map<string, { size: number; align: number }>();
 
   constructor(opts: LinuxRefAdapterOptions) {
     this.#opts = opts;
@@ -73,6 +75,7 @@ export class LinuxRefAdapter implements GuestAdapter {
   }
 
   async #dropShell(): Promise<void> {
+    this.#space.clear();
     const s = this.#shell;
     this.#shell = null;
     await s?.close().catch(() => {});
@@ -92,25 +95,33 @@ export class LinuxRefAdapter implements GuestAdapter {
   }
 
   async offline(disk: GuestDisk, opts?: GuestCallOptions): Promise<void> {
+    this.#space.delete(disk.serial);
     await this.run(`cbt-ctl offline ${shellWord(disk.serial)}`, 'offline', opts);
   }
 
   async online(disk: GuestDisk, opts?: GuestCallOptions): Promise<void> {
+    this.#space.delete(disk.serial);
     await this.run(`cbt-ctl online ${shellWord(disk.serial)}`, 'online', opts);
   }
 
   async disable(disk: GuestDisk, opts?: GuestCallOptions): Promise<void> {
+    this.#space.delete(disk.serial);
     await this.run(`cbt-ctl disable ${shellWord(disk.serial)}`, 'disable', opts);
   }
 
   async enable(disk: GuestDisk, opts?: GuestCallOptions): Promise<void> {
+    this.#space.delete(disk.serial);
     await this.run(`cbt-ctl enable ${shellWord(disk.serial)}`, 'enable', opts);
   }
 
   async writeSpace(disk: GuestDisk, opts?: GuestCallOptions): Promise<{ size: number; align: number }> {
+    const known = this.#space.get(disk.serial);
+    if (known) return known;
     const [j] = LinuxRefAdapter.#json(await this.run(`cbt-ctl space ${shellWord(disk.serial)}`, 'write', opts));
     if (typeof j?.size !== 'number') throw new GuestError('command', `linux-ref: cbt-ctl space ${disk.serial} gave no size`, { os: 'linux-ref', operation: 'write' });
-    return { size: j.size, align: 512 };
+    const space = { size: j.size, align: 512 };
+    this.#space.set(disk.serial, space);
+    return space;
   }
 
   async write(plan: WritePlan, opts?: GuestCallOptions): Promise<void> {
