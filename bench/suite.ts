@@ -19,30 +19,38 @@ const RESTARTS = new Set(['reboot', 'reset', 'powercut', 'start', 'shutdown', 'p
 
 function split(out: JobOutcome) {
   const wall = out.durationMs;
-  const firstStep = out.steps[0] ? Date.parse(out.steps[0].startedAt) - Date.parse(out.startedAt) : wall;
-  // Before the first step: disks, QEMU, the guest's boot. After the last: the guest's power-off.
+  const t0 = Date.parse(out.startedAt);
+  const first = out.steps[0];
   const last = out.steps.at(-1);
-  const tail = last ? Date.parse(out.endedAt) - (Date.parse(last.startedAt) + last.durationMs) : 0;
-  let boot = firstStep + Math.max(0, tail);
-  let sleep = 0;
+  // Before the first step: disks, QEMU, the guest's boot. After the last: the guest's power-off.
+  let boot = first ? Date.parse(first.startedAt) - t0 : wall;
+  if (last) boot += Math.max(0, Date.parse(out.endedAt) - (Date.parse(last.startedAt) + last.durationMs));
+  let guest = 0;
   let verify = 0;
-  const windows: Array<[number, number, string]> = [];
+  let sleep = 0;
+  let harness = 0;
+  let prevEnd: number | null = null;
   for (const s of out.steps) {
     const a = Date.parse(s.startedAt);
-    windows.push([a, a + s.durationMs, s.kind]);
-    if (RESTARTS.has(s.kind)) boot += s.durationMs;
-    if (s.kind === 'sleep') sleep += s.durationMs;
+    const b = a + s.durationMs;
+    if (prevEnd !== null) harness += Math.max(0, a - prevEnd); // between steps: the runner's own work
+    prevEnd = b;
+    if (RESTARTS.has(s.kind)) {
+      boot += s.durationMs;
+      continue;
+    }
+    // Inside a step: what the guest commands took, what verification took; the rest is the harness.
+    let g = 0;
+    for (const ev of out.timeline) if (ev.kind === 'guest' && Date.parse(ev.at) >= a && Date.parse(ev.at) <= b) g += ev.durationMs;
+    const v = s.kind === 'verify' ? out.epochs.filter((e) => e.verifiedAt && Date.parse(e.verifiedAt) >= a && Date.parse(e.verifiedAt) <= b + 5).reduce((n, e) => n + (e.verifyMs ?? 0), 0) : 0;
+    const z = s.kind === 'sleep' ? s.durationMs : 0;
+    g = Math.min(g, s.durationMs - v - z);
+    guest += g;
+    verify += v;
+    sleep += z;
+    harness += Math.max(0, s.durationMs - g - v - z);
   }
-  for (const e of out.epochs) verify += e.verifyMs ?? 0;
-  let guest = 0;
-  for (const ev of out.timeline) {
-    if (ev.kind !== 'guest') continue;
-    const at = Date.parse(ev.at);
-    const w = windows.find(([a, b]) => at >= a && at <= b);
-    if (w && !RESTARTS.has(w[2]) && w[2] !== 'verify') guest += ev.durationMs;
-  }
-  const harness = Math.max(0, wall - boot - guest - verify - sleep);
-  return { wall, boot, guest, verify, sleep, harness, overheadPct: +((100 * harness) / wall).toFixed(1) };
+  return { wall, boot, guest: Math.round(guest), verify, sleep, harness: Math.round(harness), overheadPct: +((100 * harness) / wall).toFixed(1) };
 }
 
 const files = (await readdir(join(ROOT, 'scenarios'))).filter((f) => f.endsWith('.yaml')).sort();
