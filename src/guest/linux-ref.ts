@@ -34,7 +34,12 @@ export class LinuxRefAdapter implements GuestAdapter {
 
   constructor(opts: LinuxRefAdapterOptions) {
     this.#opts = opts;
-    this.supports = new Set<GuestOperation>(opts.fio ? [...OPS, 'fio'] : OPS);
+    this.supports = LinuxRefAdapter.operations(opts.fio ?? false);
+  }
+
+  /** What the adapter supports, with or without the tools disk (fio): checkable before a VM exists. */
+  static operations(fio: boolean): ReadonlySet<GuestOperation> {
+    return new Set<GuestOperation>(fio ? [...OPS, 'fio'] : OPS);
   }
 
   onCommand(listener: (r: GuestCommandRecord) => void): () => void {

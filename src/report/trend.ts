@@ -14,26 +14,13 @@
 import type { RunRecord } from './run-record.ts';
 import { buildOf, driverOf } from './metrics.ts';
 
-export interface TrendCell {
+export interface TrendCell extends TrendSums {
   file: string;
   runId: string;
   startedAt: string;
   scenario: string;
   build: string;
   driver: string;
-  jobs: number;
-  passed: number;
-  failed: number;
-  infraErrors: number;
-  epochs: number;
-  exact: number;
-  superset: number;
-  resync: number;
-  missed: number;
-  unexpectedMissed: number;
-  /** Σ over epochs with a valid claim. */
-  changedBlocks: number;
-  claimedBlocks: number;
 }
 
 export const TREND_DIMENSIONS = ['build', 'driver', 'build+driver', 'scenario'] as const;

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { defaultProviders } from '../cbt/index.ts';
-import { buildLinuxRef, linuxRefImageFrom, connectLinuxRef, LinuxRefAdapter, linuxRefVmSpec, planWrites, GuestError, type GuestDisk, type GuestHostKey, type LinuxRefManifest } from '../guest/index.ts';
+import { buildLinuxRef, linuxRefImageFrom, connectLinuxRef, LinuxRefAdapter, linuxRefVmSpec, planWrites, GuestError, type GuestDisk, type GuestHostKey, type GuestOperation, type LinuxRefManifest } from '../guest/index.ts';
 import { epochRecord, clip, type AccelInfo, type EpochRecord, type GuestInfo, type JobArtifacts, type JobStatus, type StepRecord, type TimelineEvent } from '../report/index.ts';
 import { generateKeyPair } from '../ssh/index.ts';
 import { startVm, VmError, type RunningVm, type VmSpec } from '../vm/index.ts';
@@ -19,6 +19,7 @@ import { acceptable, type Verdict } from '../verify/index.ts';
 import { parseScenario } from './loader.ts';
 import { verifyImages } from './oracle.ts';
 import { deriveSeed } from './seeds.ts';
+import { parseSize } from './units.ts';
 import type { DiskSpec, Scenario, Step } from './types.ts';
 
 /** Bumped whenever JobSpec or JobOutcome change meaning: a host running another harness refuses the job. */
@@ -189,11 +190,11 @@ export class JobRunner {
     if (s.tracker !== 'dm-era' && s.tracker !== 'qemu-bitmap') {
       throw new StepError(`tracker \`${s.tracker}\` cannot run on the linux-ref guest (it tracks with dm-era or QEMU's persistent bitmaps; cbtf needs a Windows guest with the driver)`);
     }
-    const adapter = new LinuxRefAdapter({ connect: async () => Promise.reject(new Error('precheck')), fio: true });
     const ops = neededOps((function* (st) {
       for (const x of allSteps(st)) yield x.step;
     })(s.steps), s.tracker);
-    const missing = [...ops].filter((o) => !adapter.supports.has(o as never));
+    const supported = LinuxRefAdapter.operations(true);
+    const missing = [...ops].filter((o) => !supported.has(o as GuestOperation));
     if (missing.length) throw new GuestError('unsupported', `The linux-ref guest adapter does not support ${missing.map((m) => `\`${m}\``).join(', ')} (used by ${s.file})`, { os: 'linux-ref', operation: missing.join(',') });
     for (const { step } of allSteps(s.steps)) {
       if (step.kind === 'unplug' && step.mode === 'surprise') {
@@ -269,7 +270,8 @@ export class JobRunner {
       this.#disks.set(d.id, { spec: d, guest: { id: d.id, serial: d.id }, plugged: true, online: true, enabled: true });
     }
     const opt = s.trackerOptions;
-    const blockSize = typeof opt.blockSize === 'string' || typeof opt.blockSize === 'number' ? Number(String(opt.blockSize).replace(/KiB$/, '')) * (String(opt.blockSize).endsWith('KiB') ? 1024 : 1) : 65536;
+    // The loader checked both options with parseSize.
+    const blockSize = opt.blockSize === undefined ? 65536 : parseSize(opt.blockSize as string | number)!;
     const usesFio = [...allSteps(s.steps)].some((x) => x.step.kind === 'fio');
     const { spec, hostKey } = linuxRefVmSpec(image, {
       runId: this.spec.runId,
@@ -564,7 +566,7 @@ export class JobRunner {
         if (this.#tracker === 'qemu-bitmap') {
           id = `cbt-epoch-${index}`;
           const g = this.scenario.trackerOptions.granularity;
-          await vm.addDirtyBitmap(d.spec.id, id, { persistent: true, granularity: g === undefined ? 65536 : Number(String(g).replace(/KiB$/, '')) * (String(g).endsWith('KiB') ? 1024 : 1) });
+          await vm.addDirtyBitmap(d.spec.id, id, { persistent: true, granularity: g === undefined ? 65536 : parseSize(g as string | number)! });
         }
         this.#open.set(d.spec.id, { index, disk: d.spec.id, base: snap.base, id, startedAt: iso() });
         this.#event({ at: iso(), kind: 'epoch', epoch: index, phase: 'snapshot' });

@@ -12,16 +12,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test, { type ExecutionContext } from 'ava';
 import { CommandTimeoutError, HostOperationError, LocalExecutor, newRunId, type LocalHostSpec } from '../../src/hosts/index.ts';
-import { qemuImg, tempDir } from '../helpers/tools.ts';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { processAlive as alive, qemuImg, tempDir } from '../helpers/tools.ts';
 
 async function waitGone(pid: number, ms = 5000): Promise<boolean> {
   const until = Date.now() + ms;

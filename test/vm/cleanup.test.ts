@@ -11,16 +11,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test, { type ExecutionContext } from 'ava';
 import { findLeftoverVms, sweepLeftoverVms } from '../../src/vm/index.ts';
-import { ROOT } from '../helpers/tools.ts';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { processAlive as alive, ROOT } from '../helpers/tools.ts';
 
 async function gone(pid: number, ms = 15_000): Promise<boolean> {
   const end = Date.now() + ms;
