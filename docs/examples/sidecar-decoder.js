@@ -23,13 +23,15 @@ export async function decode(ctx) {
     const n = Math.min(e.length, file.size - e.fileOffset);
     if (n > 0) await ctx.disk.read(bytes.subarray(e.fileOffset, e.fileOffset + n), volume.offset + e.offset);
   }
-  const lines = bytes.toString('utf8').split('\n').filter(Boolean);
+  // The text ends at the first NUL: the rest of the pre-allocated file is whatever was there.
+  const end = bytes.indexOf(0);
+  const lines = bytes.subarray(0, end < 0 ? bytes.length : end).toString('utf8').split('\n').map((l) => l.trim()).filter(Boolean);
   const granularity = 1 << 20;
   const excluded = file.extents.map((e) => [volume.offset + e.offset, e.length]);
   if (lines[0] === 'LOST') {
     return { decoder: name, state: 'lost', reason: 'the tracker wrote LOST', granularity, volume: { offset: volume.offset, length: volume.length }, blocks: [], excluded };
   }
-  const ids = [...new Set(lines.map(Number))].filter((n) => Number.isInteger(n) && n >= 0).sort((a, b) => a - b);
+  const ids = [...new Set(lines.filter((l) => /^\d+$/.test(l)).map(Number))].sort((a, b) => a - b);
   const blocks = [];
   for (const id of ids) {
     const last = blocks.at(-1);

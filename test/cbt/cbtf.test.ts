@@ -198,7 +198,10 @@ test('a plugin decoder (docs/examples/sidecar-decoder.js) runs through the same 
   // The sidecar list lives in place of cbt.dat on partition 1: blocks 3, 4 and 9 of 1 MiB.
   const list = Buffer.alloc(FILE_SIZE);
   list.write('3\n4\n9\n');
+  list.write('\n \n12\n', 100); // past the NUL: not part of the list
   const src = join(dir, 'list.bin');
+  // Only the first 4 KiB is rewritten: the rest of the file keeps its random filler (which may
+  // hold newlines and blanks), and the text must end at the first NUL.
   await writeFile(src, list.subarray(0, 4096));
   await qemuIo(top, [`write -s ${src} ${fileOn.p1} 4096`, `write -P 0x77 ${P1.offset + 3 * MiB} 8k`]);
   const r = await runCli(['cbt', 'decode', top, '--decoder', join('docs', 'examples', 'sidecar-decoder.js'), '--opt', 'volume=1', '--opt', 'path=/cbt.dat', '--json'], { cwd: join(dir, '..', '..', process.cwd()) });
