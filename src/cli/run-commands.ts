@@ -36,6 +36,7 @@ interface RunFlags {
   accel: string;
   keepImages?: boolean;
   expectFail?: boolean;
+  speculate?: boolean;
   json?: boolean;
 }
 
@@ -58,6 +59,8 @@ async function fromConfig(file: string, flags: RunFlags): Promise<{ options: Par
       outDir: flags.out ?? cfg.out ?? undefined,
       reporters: flags.reporter.length ? flags.reporter : cfg.reporters,
       maxAttempts: cfg.limits.maxAttempts,
+      hostFailureLimit: cfg.limits.hostFailureLimit,
+      speculate: flags.speculate === true || cfg.limits.speculate,
       jobTimeoutMs: cfg.limits.jobTimeoutMs,
       config: { name: cfg.name, file: resolve(file) },
       labels: cfg.labels,
@@ -90,6 +93,7 @@ export function runCommand(version: string): Command {
     .option('--accel <mode>', 'auto (probe KVM, else TCG), kvm or tcg', 'auto')
     .option('--keep-images', 'keep the qcow2 images of every epoch (large)')
     .option('--expect-fail', 'the scenarios are known-bad trackers: the run passes only if every job fails')
+    .option('--speculate', 'at the tail of the run, idle slots start backup copies of running jobs on other hosts; the first to finish is the result (config: limits.speculate)')
     .option('--json', 'print the run record on stdout (progress goes to stderr)')
     .action(async (files: string[], flags: RunFlags) => {
       if (!['auto', 'kvm', 'tcg'].includes(flags.accel)) throw new InvalidArgumentError(`Expected --accel to be auto, kvm or tcg, got \`${flags.accel}\``);
@@ -123,6 +127,7 @@ export function runCommand(version: string): Command {
           accel: flags.accel as 'auto' | 'kvm' | 'tcg',
           keepImages: flags.keepImages,
           expectFailure: flags.expectFail,
+          ...(flags.speculate ? { speculate: true } : {}),
           version,
         });
         if (flags.json) await printJson(record);

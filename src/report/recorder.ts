@@ -308,6 +308,16 @@ export class RunRecorder {
   }
 
   /**
+   * Replaces the attempts of an ended job: with speculation, a copy that lost the race ends after
+   * the winner recorded the job. Reporters saw the job already; the run record has the full list.
+   */
+  amendAttempts(jobId: string, attempts: AttemptInfo[]): void {
+    const job = this.#job(jobId).ended;
+    if (!job) throw new ReporterOptionError(`job \`${jobId}\` has not ended`);
+    job.attempts = attempts.map((a) => ({ ...a, durationMs: Math.max(0, Math.round(a.durationMs)), ...(a.error !== undefined ? { error: clip(a.error) } : {}) }));
+  }
+
+  /**
    * A job that never began (cancelled, unschedulable, out of attempts before a session): recorded
    * as `infra-error` with the reason.
    */

@@ -82,6 +82,7 @@ export const RUN_CONFIG_SCHEMA = {
         runTimeout: DURATION,
         maxAttempts: { type: 'integer', minimum: 1, maximum: 10, description: 'an integer from 1 to 10' },
         hostFailureLimit: { type: 'integer', minimum: 1, maximum: 100, description: 'an integer from 1 to 100' },
+        speculate: { type: 'boolean', description: 'true: idle slots at the tail start backup copies of running jobs on other hosts (the first to finish is the result)' },
       },
     },
     labels: { type: 'object', additionalProperties: { type: 'string' }, description: 'free string labels copied into the run record' },

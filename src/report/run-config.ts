@@ -47,7 +47,7 @@ export interface RunConfig {
   reporters: ReporterChoice[];
   failOn: { missed: 'unexpected' | 'any' | 'never'; regression: boolean; infraError: boolean };
   compare: { threshold: number; resyncThreshold: number };
-  limits: { jobTimeoutMs: number; runTimeoutMs: number | null; maxAttempts: number; hostFailureLimit: number };
+  limits: { jobTimeoutMs: number; runTimeoutMs: number | null; maxAttempts: number; hostFailureLimit: number; speculate: boolean };
   labels: Record<string, string>;
 }
 
@@ -156,6 +156,7 @@ export function parseRunConfig(text: string, file: string): RunConfig {
       runTimeoutMs: typeof limits.runTimeout === 'string' ? durationMs(limits.runTimeout) : null,
       maxAttempts: (limits.maxAttempts as number | undefined) ?? 3,
       hostFailureLimit: (limits.hostFailureLimit as number | undefined) ?? 3,
+      speculate: (limits.speculate as boolean | undefined) ?? false,
     },
     labels: (raw.labels as Record<string, string> | undefined) ?? {},
   };

@@ -109,7 +109,7 @@ export const RUN_RECORD_SCHEMA = {
             type: 'object',
             required: ['host', 'attempt', 'startedAt', 'durationMs', 'outcome'],
             additionalProperties: false,
-            properties: { host: { type: 'string' }, attempt: { type: 'integer', minimum: 1 }, startedAt: ISO_TIME, durationMs: MS, outcome: { enum: ['ok', 'infrastructure', 'error', 'cancelled'] }, error: SHORT_TEXT },
+            properties: { host: { type: 'string' }, attempt: { type: 'integer', minimum: 1 }, startedAt: ISO_TIME, durationMs: MS, outcome: { enum: ['ok', 'infrastructure', 'error', 'cancelled', 'superseded'] }, error: SHORT_TEXT, speculative: { type: 'boolean' } },
           },
         },
         steps: {

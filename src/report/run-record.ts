@@ -85,9 +85,12 @@ export interface AttemptInfo {
   attempt: number;
   startedAt: string;
   durationMs: number;
-  outcome: 'ok' | 'infrastructure' | 'error' | 'cancelled';
+  /** `superseded`: a concurrent copy (speculation) gave the job its outcome first; this one was stopped or discarded. */
+  outcome: 'ok' | 'infrastructure' | 'error' | 'cancelled' | 'superseded';
   /** `Name: message` of the error, when there was one. */
   error?: string;
+  /** A backup copy started while another attempt of the job ran (`limits.speculate`). */
+  speculative?: boolean;
 }
 
 /** One scenario step as it ran. */

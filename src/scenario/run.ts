@@ -55,6 +55,10 @@ export interface RunOptions {
   labels?: Record<string, string>;
   /** @default 2 */
   maxAttempts?: number;
+  /** Infrastructure failures in a row that mark a host down. @default 3 */
+  hostFailureLimit?: number;
+  /** Backup copies of running jobs on idle slots at the tail of the run (scheduler `speculate`). @default false */
+  speculate?: boolean;
   /** Limit of one job (its VM is stopped when it passes). */
   jobTimeoutMs?: number;
   /** Harness version for the record. */
@@ -126,6 +130,8 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
   const executors = new Map<string, HostExecutor>();
   const begun = new Set<string>();
   const ended = new Set<string>();
+  /** The recorded outcome of each job: a second copy that completes late returns the first's. */
+  const recorded = new Map<string, Promise<JobOutcome>>();
   const hostsByName = new Map(inventory.hosts.map((h) => [h.name, h]));
   try {
     const result = await schedule(
@@ -139,25 +145,41 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
           await recorder.jobBegin(ref, startedAt.toISOString());
         }
         const spec = hostsByName.get(host.name)!;
-        const jobSpec: JobSpec = { jobId: safe(ref.id), runId, scenarioFile: scenario.file, scenarioText: text, seed: ref.seed, repeat: ref.repeat, workDir: join(workRoot, safe(ref.id)), accel: opts.accel, keepImages: opts.keepImages, ...(expect ? { expect } : {}) };
+        // A backup copy (speculation) runs beside the first one: its own folder.
+        const dirName = context.speculative ? `${safe(ref.id)}.attempt-${context.attempt}` : safe(ref.id);
+        const jobSpec: JobSpec = { jobId: safe(ref.id), runId, scenarioFile: scenario.file, scenarioText: text, seed: ref.seed, repeat: ref.repeat, workDir: join(workRoot, dirName), accel: opts.accel, keepImages: opts.keepImages, ...(expect ? { expect } : {}) };
         const jobSignal = opts.jobTimeoutMs ? AbortSignal.any([signal, AbortSignal.timeout(opts.jobTimeoutMs)]) : signal;
         const outcome = spec.type === 'local' ? await runJob(jobSpec, {}, jobSignal) : await runRemote(spec, jobSpec, executors, runId, jobSignal);
+        // Stopped because another copy finished first: not an outcome of this job.
+        if (signal.aborted && !opts.signal?.aborted) throw signal.reason;
         // A VM that never came up is the infrastructure's failure: the scheduler retries elsewhere.
         if (outcome.infrastructure) throw new InfrastructureError(host.name, outcome.error ?? 'the job failed for infrastructure reasons');
+        // Both copies completed: the first to get here is the job's outcome (the scheduler
+        // marks the other superseded).
+        const first = recorded.get(ref.id);
+        if (first) return first;
         // Record the finished job now, so reporters show it while the others run.
-        const attempts = [...context.previous, { host: host.name, attempt: context.attempt, startedAt: startedAt.toISOString(), durationMs: Date.now() - startedAt.getTime(), outcome: 'ok' as const }];
-        for (const e of outcome.timeline) recorder.event(ref.id, e);
-        for (const st of outcome.steps) await recorder.step(ref.id, st);
-        for (const ep of outcome.epochs) await recorder.epoch(ref.id, ep);
-        await recorder.jobEnd(ref.id, { status: outcome.status, error: outcome.error, host: { name: host.name, type: spec.type }, accel: outcome.accel, attempts, artifacts: prefixArtifacts(outcome, ref.id, outDir), endedAt: outcome.endedAt });
-        ended.add(ref.id);
-        return outcome;
+        const attempts = [...context.previous, { host: host.name, attempt: context.attempt, startedAt: startedAt.toISOString(), durationMs: Date.now() - startedAt.getTime(), outcome: 'ok' as const, ...(context.speculative ? { speculative: true } : {}) }];
+        const recording = (async () => {
+          for (const e of outcome.timeline) recorder.event(ref.id, e);
+          for (const st of outcome.steps) await recorder.step(ref.id, st);
+          for (const ep of outcome.epochs) await recorder.epoch(ref.id, ep);
+          await recorder.jobEnd(ref.id, { status: outcome.status, error: outcome.error, host: { name: host.name, type: spec.type }, accel: outcome.accel, attempts, artifacts: prefixArtifacts(outcome, dirName, outDir), endedAt: outcome.endedAt });
+          ended.add(ref.id);
+          return outcome;
+        })();
+        recorded.set(ref.id, recording);
+        return recording;
       },
-      { signal: opts.signal, maxAttempts: opts.maxAttempts ?? 2 },
+      { signal: opts.signal, maxAttempts: opts.maxAttempts ?? 2, hostFailureLimit: opts.hostFailureLimit, speculate: opts.speculate === true },
     );
     for (const o of result.outcomes) {
       const { ref } = o.job.payload;
-      if (ended.has(ref.id)) continue;
+      if (ended.has(ref.id)) {
+        // A copy that lost the race ended after the job was recorded: the record lists it too.
+        if (o.attempts.length > 1) recorder.amendAttempts(ref.id, o.attempts);
+        continue;
+      }
       const host = o.host ? { name: o.host, type: hostsByName.get(o.host)?.type ?? 'local' } : null;
       const why = `${(o.error as Error)?.name ?? o.status}: ${(o.error as Error)?.message ?? String(o.error ?? '')}`;
       if (o.status === 'error') {
@@ -181,9 +203,9 @@ function safe(id: string): string {
   return id.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
 }
 
-function prefixArtifacts(out: JobOutcome, id: string, outDir: string | undefined): JobOutcome['artifacts'] {
+function prefixArtifacts(out: JobOutcome, dirName: string, outDir: string | undefined): JobOutcome['artifacts'] {
   if (!outDir) return {};
-  const base = `jobs/${safe(id)}`;
+  const base = `jobs/${dirName}`;
   return { ...(out.artifacts.serialLog ? { serialLog: `${base}/${out.artifacts.serialLog}` } : {}), ...(out.artifacts.timeline ? { timeline: `${base}/${out.artifacts.timeline}` } : {}) };
 }
 

@@ -11,6 +11,15 @@
  *   - anything else (a verdict, a failed check, a bug): recorded once, never retried.
  * Every attempt is recorded (host, outcome, error, duration).
  *
+ * Speculation (`speculate: true`, the backup tasks of MapReduce, Dean & Ghemawat 2004): a slot
+ * with nothing left to take starts a second copy of a running job, on another host, the job
+ * expected to end last first. The first copy to end with a result (a verdict of any kind, or a
+ * non-infrastructure error) is the job's outcome, as it is; the other copy is aborted through its
+ * signal and recorded `superseded`. A copy failing on infrastructure while the other still runs
+ * is recorded and not retried. So the tail of a run does not wait for a straggling host or for
+ * the retry of a job that failed late, and a failure is never replaced by a pass: each job has
+ * exactly one result, the first complete one.
+ *
  * Cancellation (AbortSignal): nothing new starts, pending jobs end `cancelled`, running jobs get
  * the abort through their signal and the scheduler waits for them to stop (bounded by
  * `cancelGraceMs`).
@@ -41,9 +50,11 @@ export interface AttemptRecord {
   attempt: number;
   startedAt: string;
   durationMs: number;
-  outcome: 'ok' | 'infrastructure' | 'error' | 'cancelled';
+  outcome: 'ok' | 'infrastructure' | 'error' | 'cancelled' | 'superseded';
   /** `Name: message` of the error, when there was one. */
   error?: string;
+  /** A backup copy started while another attempt of the job ran (option `speculate`). */
+  speculative?: boolean;
 }
 
 export type JobStatus =
@@ -93,14 +104,16 @@ export interface ScheduleResult<J, R> {
 export interface AttemptContext {
   /** 1 for the first attempt. */
   attempt: number;
-  /** Earlier attempts of this job (all infrastructure failures). */
+  /** Earlier attempts of this job that have ended (infrastructure failures). */
   previous: readonly AttemptRecord[];
+  /** A backup copy: another attempt of the same job runs at the same time, on another host. */
+  speculative: boolean;
 }
 
 export type RunJob<J, R, H extends SchedulerHost> = (job: Job<J>, host: H, signal: AbortSignal, context: AttemptContext) => Promise<R>;
 
 export type SchedulerEvent<J, H extends SchedulerHost> =
-  | { type: 'attempt-start'; job: Job<J>; host: H; attempt: number }
+  | { type: 'attempt-start'; job: Job<J>; host: H; attempt: number; speculative: boolean }
   | { type: 'attempt-end'; job: Job<J>; host: H; record: AttemptRecord }
   | { type: 'job-end'; job: Job<J>; status: JobStatus; host: string | null }
   | { type: 'host-down'; host: H; reason: string };
@@ -117,6 +130,8 @@ export interface ScheduleOptions<J, H extends SchedulerHost> {
   cancelGraceMs?: number;
   /** `input`: jobs in the given order; `cost`: highest `cost` first. @default 'input' */
   order?: 'input' | 'cost';
+  /** Backup copies of running jobs on slots with nothing left to take (see above). @default false */
+  speculate?: boolean;
   /** Hosts already known to be unusable (failed a check): never used. name → reason */
   downHosts?: ReadonlyMap<string, string>;
   onEvent?: (event: SchedulerEvent<J, H>) => void;
@@ -144,6 +159,18 @@ interface JobState<J, R> {
   /** Hosts where an attempt failed on infrastructure: avoided while another host can take the job. */
   failedOn: Set<number>;
   finished: boolean;
+  /** Attempts running now (more than one only with speculation). */
+  live: Array<LiveAttempt<J, R>>;
+  /** Attempts started (ended or not): numbers the next one. */
+  started: number;
+  /** Attempts that failed on infrastructure. */
+  infraFailures: number;
+}
+
+interface LiveAttempt<J, R> {
+  host: HostState<SchedulerHost, J, R>;
+  ac: AbortController;
+  startedAt: number;
 }
 
 /** Pending jobs with the same requirements, in dispatch order. */
@@ -219,7 +246,7 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
       group = { key, requires, retries: [], queue: [], head: 0, hosts: hs.filter((h) => !h.down && requires.every((t) => h.tags.has(t))).map((h) => h.index) };
       groups.set(key, group);
     }
-    const state: JobState<J, R> = { job, index: states.length, group, outcome: { job, status: 'cancelled', host: null, attempts: [] }, failedOn: new Set(), finished: false };
+    const state: JobState<J, R> = { job, index: states.length, group, outcome: { job, status: 'cancelled', host: null, attempts: [] }, failedOn: new Set(), finished: false, live: [], started: 0, infraFailures: 0 };
     states.push(state);
     group.queue.push(state);
   }
@@ -240,16 +267,28 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
   let cancelled = false;
   let resolveAll!: () => void;
   const allDone = new Promise<void>((resolve) => (resolveAll = resolve));
-  const running = new Map<JobState<J, R>, AbortController>();
+  /** Jobs with at least one live attempt. */
+  const running = new Set<JobState<J, R>>();
+  const speculate = options.speculate === true;
+  // Mean duration of completed attempts: the expected length of a job without a `cost`.
+  let okCount = 0;
+  let okMs = 0;
 
   const finish = (s: JobState<J, R>, status: JobStatus, extra: { result?: R; error?: unknown } = {}) => {
     if (s.finished) return;
     s.finished = true;
+    // Other copies still running lost the race: stop them (their attempts end `superseded`).
+    for (const l of s.live) l.ac.abort(new SchedulerError(`job ${s.job.id}: superseded by another attempt`));
     s.outcome.status = status;
     if ('result' in extra) s.outcome.result = extra.result;
     if (extra.error !== undefined) s.outcome.error = extra.error;
     emit({ type: 'job-end', job: s.job, status, host: s.outcome.host });
-    if (--unfinished === 0) resolveAll();
+    unfinished--;
+    settled();
+  };
+  /** Every job has its outcome and every copy has stopped (a superseded copy is waited for too). */
+  const settled = () => {
+    if (unfinished === 0 && running.size === 0) resolveAll();
   };
 
   const pendingCount = (g: Group<J, R>) => g.retries.length + g.queue.length - g.head;
@@ -344,6 +383,7 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
           progress = true;
         }
       }
+      if (speculate) for (const h of hs) if (hasFree(h)) backup(h);
     } finally {
       dispatching = false;
     }
@@ -364,28 +404,65 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
         start(s, h);
       }
     }
+    if (speculate) backup(h);
   };
 
-  const start = (s: JobState<J, R>, h: HostState<H, J, R>) => {
+  /**
+   * Speculation: while `h` has a free slot and nothing pending it can take, start a second copy of
+   * the running job expected to end last (start + cost, or + the mean duration of completed
+   * attempts) among those with one copy, none on `h`, that `h` may run.
+   */
+  const backup = (h: HostState<H, J, R>) => {
+    while (hasFree(h) && !cancelled) {
+      for (const g of h.groups) if (pendingCount(g) > 0 && canTake(g, h)) return;
+      const mean = okCount > 0 ? okMs / okCount : 0;
+      let best: JobState<J, R> | undefined;
+      let bestEnd = -Infinity;
+      for (const s of running) {
+        if (s.finished || s.live.length !== 1) continue;
+        const l = s.live[0];
+        if (l.host === (h as HostState<SchedulerHost, J, R>) || s.failedOn.has(h.index) || !h.groups.includes(s.group)) continue;
+        const end = l.startedAt + (s.job.cost ?? mean);
+        if (end > bestEnd) {
+          best = s;
+          bestEnd = end;
+        }
+      }
+      if (!best) return;
+      start(best, h, true);
+    }
+  };
+
+  const start = (s: JobState<J, R>, h: HostState<H, J, R>, speculative = false) => {
     h.running++;
     h.summary.attempts++;
-    const attempt = s.outcome.attempts.length + 1;
+    const attempt = ++s.started;
     const ac = new AbortController();
-    running.set(s, ac);
-    s.outcome.host = h.host.name;
-    emit({ type: 'attempt-start', job: s.job, host: h.host, attempt });
+    const t0 = Date.now();
+    const live: LiveAttempt<J, R> = { host: h as HostState<SchedulerHost, J, R>, ac, startedAt: t0 };
+    s.live.push(live);
+    running.add(s);
+    if (!speculative) s.outcome.host = h.host.name;
+    emit({ type: 'attempt-start', job: s.job, host: h.host, attempt, speculative });
     void h.queue.add(async () => {
-      const t0 = Date.now();
-      const record: AttemptRecord = { host: h.host.name, attempt, startedAt: new Date(t0).toISOString(), durationMs: 0, outcome: 'ok' };
+      const record: AttemptRecord = { host: h.host.name, attempt, startedAt: new Date(t0).toISOString(), durationMs: 0, outcome: 'ok', ...(speculative ? { speculative } : {}) };
       let next: (() => void) | undefined;
       let retried = false;
       try {
-        const result = await run(s.job, h.host, ac.signal, { attempt, previous: s.outcome.attempts.slice() });
+        const result = await run(s.job, h.host, ac.signal, { attempt, previous: s.outcome.attempts.slice(), speculative });
         record.durationMs = Date.now() - t0;
-        s.outcome.attempts.push(record);
         h.failuresInRow = 0;
         h.summary.completed++;
-        next = () => finish(s, 'done', { result });
+        if (s.finished) {
+          // Another copy ended first; this result is not the job's.
+          record.outcome = cancelled && s.outcome.status === 'cancelled' ? 'cancelled' : 'superseded';
+        } else {
+          okCount++;
+          okMs += record.durationMs;
+          s.outcome.host = h.host.name;
+          next = () => finish(s, 'done', { result });
+        }
+        s.outcome.attempts.push(record);
       } catch (error) {
         record.durationMs = Date.now() - t0;
         record.error = describeError(error);
@@ -393,15 +470,23 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
           record.outcome = 'cancelled';
           s.outcome.attempts.push(record);
           next = () => finish(s, 'cancelled', { error });
+        } else if (s.finished) {
+          // Stopped (or failed) after another copy gave the job its outcome: not this host's fault.
+          record.outcome = 'superseded';
+          s.outcome.attempts.push(record);
         } else if (isInfra(error)) {
           record.outcome = 'infrastructure';
           s.outcome.attempts.push(record);
           s.outcome.error = error;
+          s.infraFailures++;
           h.summary.infrastructureFailures++;
           s.failedOn.add(h.index);
           if (++h.failuresInRow >= hostFailureLimit) next = () => markDown(h, `${h.failuresInRow} infrastructure failures in a row, the last: ${record.error}`);
+          // Another copy still running carries the job on; otherwise retry.
+          const others = s.live.length > 1;
           const retry = () => {
-            if (attempt >= maxAttempts) finish(s, 'infrastructure', { error });
+            if (others) return;
+            if (s.infraFailures >= maxAttempts) finish(s, 'infrastructure', { error });
             else if (cancelled) finish(s, 'cancelled', { error });
             else if (s.group.hosts.length === 0) finish(s, 'infrastructure', { error });
             else {
@@ -417,6 +502,7 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
         } else {
           record.outcome = 'error';
           s.outcome.attempts.push(record);
+          s.outcome.host = h.host.name;
           // The host did its part: a failing check is not the host's fault.
           h.failuresInRow = 0;
           h.summary.completed++;
@@ -425,9 +511,11 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
       } finally {
         h.summary.busyMs += record.durationMs;
         h.running--;
-        running.delete(s);
+        s.live.splice(s.live.indexOf(live), 1);
+        if (s.live.length === 0) running.delete(s);
         emit({ type: 'attempt-end', job: s.job, host: h.host, record });
         next?.();
+        settled();
         if (retried || h.down) dispatch();
         else fill(h);
       }
@@ -444,7 +532,7 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
       g.queue = [];
       g.head = 0;
     }
-    for (const ac of running.values()) ac.abort(options.signal?.reason);
+    for (const s of running) for (const l of s.live) l.ac.abort(options.signal?.reason);
   };
   if (options.signal?.aborted) onAbort();
   else options.signal?.addEventListener('abort', onAbort, { once: true });

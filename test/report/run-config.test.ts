@@ -33,11 +33,13 @@ test('harness/gate.yaml and nightly.yaml validate against the published schema a
   t.true(mustFail.every((f) => f.includes('/scenarios/known-bad/')));
   t.true(jobs.filter((j) => !j.mustFail).length >= 4);
   t.is(gate.limits.jobTimeoutMs, 10 * 60_000);
+  t.false(gate.limits.speculate, 'speculation is opt-in');
   const nightly = await loadRunConfig(join(ROOT, 'harness/nightly.yaml'));
   const nj = await plannedJobs(nightly);
   t.true(nj.length > jobs.length);
   t.true(nj.some((j) => j.repeat === 3));
   t.is(nightly.seed, 'random');
+  t.true(nightly.limits.speculate, 'the nightly farm runs backup copies at the tail');
 });
 
 test('planned jobs: globs, repeats, exclude, duplicates across entries run once with the larger repeat count', async (t) => {
@@ -84,6 +86,8 @@ test('errors name file, line, column and field in the words of the schema', (t) 
   t.is(e.message, '/x/run.yaml:6:14: matrix[0].repeats: Expected `repeats` to be an integer from 1 to 1000, got `0` (number)');
   e = errorOf(t, `${base}limits:\n  jobTimeout: 10 minutes\n`);
   t.is(e.message, '/x/run.yaml:7:15: limits.jobTimeout: Expected `jobTimeout` to be a duration like `90s`, `30m` or `2h`, got `10 minutes` (string)');
+  e = errorOf(t, `${base}limits:\n  speculate: yes please\n`);
+  t.regex(e.message, /^\/x\/run\.yaml:7:14: limits\.speculate: Expected `speculate` to be/);
   e = errorOf(t, `${base}seed: -1\n`);
   t.regex(e.message, /^\/x\/run\.yaml:6:7: seed: Expected `seed` to be an integer from 0 to 4294967295, or `random`, got `-1` \(number\)$/);
   e = errorOf(t, `${base}reporters: [junit, pdf]\n`);

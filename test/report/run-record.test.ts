@@ -137,8 +137,14 @@ test('RunRecorder: plan order, derived status, infra-error for unfinished jobs, 
   t.is(a.status, 'failed');
   t.true(a.steps[0].error!.length <= 4096);
   await t.throwsAsync(rec.jobEnd('a'), { message: /ended twice/ });
+  // Speculation: the copy that lost ends after the job was recorded; the record lists it too.
+  rec.amendAttempts('a', [{ host: 'h1', attempt: 1, startedAt: new Date(0).toISOString(), durationMs: 10.6, outcome: 'superseded', error: 'SchedulerError: job a: superseded by another attempt' }, { host: 'h2', attempt: 2, startedAt: new Date(0).toISOString(), durationMs: 4, outcome: 'ok', speculative: true }]);
+  t.throws(() => rec.amendAttempts('c', []), { message: /was not begun/ });
   rec.cancel();
   const record = await rec.end();
+  t.deepEqual(record.jobs[0].attempts.map((x) => [x.host, x.outcome, x.durationMs, x.speculative ?? false]), [['h1', 'superseded', 11, false], ['h2', 'ok', 4, true]]);
+  const ajv = new Ajv2020({ allErrors: true, strict: false });
+  t.true(ajv.validate(published, record), JSON.stringify(ajv.errors));
   t.deepEqual(record.jobs.map((j) => `${j.id}:${j.status}`), ['a:failed', 'b:passed', 'c:infra-error']);
   t.regex(record.jobs[2].error!, /cancelled/);
   t.true(record.cancelled);

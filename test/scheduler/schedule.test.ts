@@ -180,3 +180,131 @@ test('jobMatrix is scenarios × guests × repeats', (t) => {
   t.deepEqual(m[0], { id: 'reboot/linux/1', payload: { scenario: 'reboot', guest: 'linux', repeat: 1 }, requires: [], cost: undefined });
   t.deepEqual(m.find((j) => j.id === 'power-cut/win11/3')?.requires, ['windows']);
 });
+
+// Speculation: backup copies on idle slots at the tail.
+
+test('speculation: an idle slot starts a backup of a straggler on another host; the first to finish wins, the other is stopped', async (t) => {
+  const hosts = [{ name: 'slow', slots: 1 }, { name: 'fast', slots: 1 }];
+  const aborted: string[] = [];
+  const run = async (job: Job<number>, host: SchedulerHost, signal: AbortSignal) => {
+    try {
+      await sleep(host.name === 'slow' ? 5_000 : 30, undefined, { signal });
+    } catch (e) {
+      aborted.push(`${job.id}@${host.name}`);
+      throw e;
+    }
+    return `${job.id}@${host.name}`;
+  };
+  const t0 = Date.now();
+  const r = await schedule(jobs(2), hosts, run, { speculate: true });
+  t.true(Date.now() - t0 < 2_000, 'did not wait for the straggler');
+  const onSlow = r.outcomes.find((o) => o.attempts.some((a) => a.host === 'slow'))!;
+  t.is(onSlow.status, 'done');
+  t.is(onSlow.host, 'fast', 'the outcome names the host of the winning copy');
+  t.is(onSlow.result, `${onSlow.job.id}@fast`);
+  t.deepEqual(onSlow.attempts.map((a) => [a.host, a.outcome, a.speculative === true]), [['fast', 'ok', true], ['slow', 'superseded', false]]);
+  t.deepEqual(aborted, [`${onSlow.job.id}@slow`], 'the losing copy got the abort through its signal');
+  const other = r.outcomes.find((o) => o !== onSlow)!;
+  t.deepEqual(other.attempts.map((a) => [a.host, a.outcome]), [['fast', 'ok']]);
+  t.is(r.hosts.find((h) => h.name === 'slow')!.infrastructureFailures, 0, 'a superseded copy is not the host failing');
+
+  // The same run without speculation waits for the straggler.
+  const plain = await schedule(jobs(2), [{ name: 'slow', slots: 1 }, { name: 'fast', slots: 1 }], async (job, host) => {
+    await sleep(host.name === 'slow' ? 150 : 30);
+    return host.name;
+  });
+  t.true(plain.outcomes.every((o) => o.attempts.length === 1 && !o.attempts[0].speculative));
+});
+
+test('speculation: a copy failing on infrastructure while the backup runs is not retried; the backup is the outcome', async (t) => {
+  const hosts = [{ name: 'a', slots: 1 }, { name: 'b', slots: 1 }];
+  let calls = 0;
+  const r = await schedule([{ id: 'late', payload: 0 }, { id: 'short', payload: 1 }], hosts, async (job, host, signal, ctx) => {
+    calls++;
+    if (job.id === 'short') return 'short';
+    if (!ctx.speculative) {
+      await sleep(120, undefined, { signal });
+      throw new InfrastructureError(host.name, 'connection lost');
+    }
+    await sleep(150, undefined, { signal });
+    return `late@${host.name}`;
+  }, { speculate: true, maxAttempts: 1 });
+  const late = r.outcomes[0];
+  t.is(late.status, 'done', 'maxAttempts 1, yet the job is done: the backup carried it');
+  t.deepEqual(late.attempts.map((a) => [a.outcome, a.speculative === true]), [['infrastructure', false], ['ok', true]]);
+  t.is(late.result, `late@${late.host}`);
+  t.not(late.host, late.attempts[0].host);
+  t.is(calls, 3, 'no retry was queued');
+});
+
+test('speculation: a verdict failure that ends first is the outcome; a pass of the other copy never replaces it', async (t) => {
+  const hosts = [{ name: 'a', slots: 1 }, { name: 'b', slots: 1 }];
+  const r = await schedule([{ id: 'v', payload: 0 }], hosts, async (_job, _host, signal, ctx) => {
+    if (!ctx.speculative) {
+      await sleep(80, undefined, { signal });
+      throw new Error('MISSED: 3 blocks');
+    }
+    await sleep(60_000, undefined, { signal });
+    return 'EXACT';
+  }, { speculate: true });
+  const v = r.outcomes[0];
+  t.is(v.status, 'error');
+  t.regex(String((v.error as Error).message), /MISSED/);
+  t.is(v.result, undefined);
+  t.deepEqual(v.attempts.map((a) => [a.outcome, a.speculative === true]), [['error', false], ['superseded', true]]);
+});
+
+test('speculation: when both copies complete, the first result is kept and the other is superseded', async (t) => {
+  const hosts = [{ name: 'a', slots: 1 }, { name: 'b', slots: 1 }];
+  // Copies that ignore their signal: both return a result.
+  const r = await schedule([{ id: 'x', payload: 0 }], hosts, async (_job, host, _signal, ctx) => {
+    await sleep(ctx.speculative ? 100 : 60);
+    return host.name;
+  }, { speculate: true });
+  const x = r.outcomes[0];
+  t.is(x.status, 'done');
+  t.is(x.result, x.attempts.find((a) => !a.speculative)?.host);
+  t.deepEqual(x.attempts.map((a) => [a.outcome, a.speculative === true]), [['ok', false], ['superseded', true]]);
+  t.is(x.host, x.result ?? null);
+});
+
+test('speculation: never on the same host, a host without the tags, or past the slots', async (t) => {
+  const hosts = [{ name: 'kvm-1', slots: 1, tags: ['kvm'] }, { name: 'plain', slots: 3 }, { name: 'kvm-2', slots: 1, tags: ['kvm'] }];
+  const live = new Map<string, number>();
+  const copies = new Map<string, string[]>();
+  let over = 0;
+  const r = await schedule([{ id: 'k', payload: 0, requires: ['kvm'] }, { id: 'p', payload: 1 }], hosts, async (job, host, signal) => {
+    live.set(host.name, (live.get(host.name) ?? 0) + 1);
+    over = Math.max(over, (live.get(host.name) ?? 0) - host.slots);
+    copies.set(job.id, [...(copies.get(job.id) ?? []), host.name]);
+    try {
+      await sleep(job.id === 'k' ? 100 : 60, undefined, { signal });
+    } finally {
+      live.set(host.name, (live.get(host.name) ?? 0) - 1);
+    }
+    return host.name;
+  }, { speculate: true });
+  t.is(over, 0);
+  t.deepEqual(copies.get('k')?.sort(), ['kvm-1', 'kvm-2'], 'the kvm job has its backup on the other kvm host only');
+  t.is(new Set(copies.get('p')).size, copies.get('p')!.length, 'never two copies on one host');
+  t.true(r.outcomes.every((o) => o.status === 'done'));
+});
+
+test('speculation: cancel stops every copy', async (t) => {
+  const ac = new AbortController();
+  const stopped: string[] = [];
+  const p = schedule(jobs(1), [{ name: 'a', slots: 1 }, { name: 'b', slots: 1 }], async (job, host, signal) => {
+    try {
+      await sleep(10_000, undefined, { signal });
+    } finally {
+      stopped.push(host.name);
+    }
+  }, { signal: ac.signal, speculate: true });
+  await sleep(50);
+  ac.abort(new Error('SIGINT'));
+  const r = await p;
+  t.true(r.cancelled);
+  t.deepEqual(stopped.sort(), ['a', 'b']);
+  t.is(r.outcomes[0].status, 'cancelled');
+  t.deepEqual(r.outcomes[0].attempts.map((a) => a.outcome), ['cancelled', 'cancelled']);
+});

@@ -52,6 +52,28 @@ test.serial('one run places scenario jobs on local, ssh and docker hosts, and sa
   t.deepEqual(await leftovers(rec.runId), []);
 });
 
+test.serial('--speculate: an idle host runs a backup copy; the first to finish is the job, the other is stopped and left nowhere', async (t) => {
+  const { dir, cleanup } = await tempDir('cbt-mh-');
+  t.teardown(cleanup);
+  // One job, four hosts: three slots idle from the start, so the job gets one backup at once.
+  const r = await runCli(['run', `${ROOT}/scenarios/two-epochs.yaml`, '--speculate', '--hosts', hostsFile, '--accel', 'tcg', '--seed', '6', '--out', dir, '--json'], { timeout: 15 * 60_000 });
+  t.is(r.exitCode, 0, r.stderr.slice(-3000));
+  const rec = record(r.stdout);
+  t.is(rec.jobs.length, 1);
+  const [job] = rec.jobs;
+  t.is(job.status, 'passed', job.error);
+  t.deepEqual(job.epochs.map((e) => e.verdict), ['EXACT', 'EXACT']);
+  t.is(job.attempts.length, 2, JSON.stringify(job.attempts));
+  const winner = job.attempts.find((a) => a.outcome === 'ok');
+  const loser = job.attempts.find((a) => a.outcome === 'superseded');
+  t.truthy(winner);
+  t.truthy(loser);
+  t.not(winner?.host, loser?.host);
+  t.is(job.attempts.filter((a) => a.speculative).length, 1, 'exactly one copy is the backup');
+  t.is(job.host?.name, winner?.host, 'the record names the host of the copy that finished');
+  t.deepEqual(await leftovers(rec.runId), []);
+});
+
 test.serial('an ssh host killed mid-run: its jobs finish elsewhere, the run completes, nothing is left', async (t) => {
   const { dir, cleanup } = await tempDir('cbt-mh-');
   t.teardown(cleanup);
