@@ -4,15 +4,17 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
-import { compareRuns, evaluateRun, loadRunConfig, plannedJobs, readRunRecord, type RunRecord } from '../report/index.ts';
+import { compareRuns, evaluateRun, expectedDurations, loadRunConfig, plannedJobs, readRunRecord, type RunRecord } from '../report/index.ts';
 import { runJob, type JobSpec } from '../scenario/job.ts';
 import { runScenarios, type PlannedScenario, type RunOptions } from '../scenario/run.ts';
+import { MAX_SEED } from '../scenario/seeds.ts';
 import { CheckFailed } from './errors.ts';
 import { log, printJson } from './output.ts';
 
 function positive(name: string) {
   return (v: string): number => {
     const n = Number(v);
+    if (name === 'seed' && !(Number.isSafeInteger(n) && n >= 0 && n <= MAX_SEED)) throw new InvalidArgumentError(`Expected --seed to be an integer from 0 to ${MAX_SEED}, got \`${v}\``);
     if (!Number.isSafeInteger(n) || n < 0 || (name !== 'seed' && n === 0)) throw new InvalidArgumentError(`Expected --${name} to be a ${name === 'seed' ? 'non-negative' : 'positive'} integer, got \`${v}\``);
     return n;
   };
@@ -61,6 +63,8 @@ async function fromConfig(file: string, flags: RunFlags): Promise<{ options: Par
       maxAttempts: cfg.limits.maxAttempts,
       hostFailureLimit: cfg.limits.hostFailureLimit,
       speculate: flags.speculate === true || cfg.limits.speculate,
+      // Longest first, by how long each scenario took in the newest runs of the history.
+      ...(cfg.history && existsSync(cfg.history) ? { expectedMs: (await expectedDurations([cfg.history])).byJob } : {}),
       jobTimeoutMs: cfg.limits.jobTimeoutMs,
       config: { name: cfg.name, file: resolve(file) },
       labels: cfg.labels,

@@ -249,3 +249,60 @@ export async function historyTrend(dirs: readonly string[], options: HistoryTren
   const { points, runs } = pointsFromCells(cells, by);
   return { ...trendFromPoints(points, runs, { ...options, by }), index: null, skipped };
 }
+
+/** Key of `expectedDurations`: a scenario on a guest. */
+export function durationKey(scenario: string, guest: string): string {
+  return `${scenario}\0${guest}`;
+}
+
+export interface ExpectedDurations {
+  /** `durationKey(scenario, guest)` → median milliseconds of the attempt that gave the verdict. */
+  byJob: Map<string, number>;
+  /** Records read. */
+  runs: number;
+  skipped: SkippedFile[];
+}
+
+/**
+ * How long each scenario × guest took in the newest `maxRuns` records of `dirs` (by file
+ * mtime): the median duration of the attempt that gave the job its verdict (passed or failed;
+ * infrastructure errors and unfinished jobs say nothing about the job's length). The scheduler's
+ * `cost` for longest-first ordering. Unreadable records are skipped and listed.
+ */
+export async function expectedDurations(dirs: readonly string[], options: { maxRuns?: number; signal?: AbortSignal } = {}): Promise<ExpectedDurations> {
+  const maxRuns = options.maxRuns ?? 20;
+  if (!Number.isSafeInteger(maxRuns) || maxRuns < 1) throw new ReportInputError('history', `Expected \`maxRuns\` to be a positive integer, got \`${String(maxRuns)}\``);
+  const files = (await findRecordFiles(dirs, options.signal)).sort((a, b) => b.mtimeMs - a.mtimeMs || a.path.localeCompare(b.path));
+  const samples = new Map<string, number[]>();
+  const skipped: SkippedFile[] = [];
+  let runs = 0;
+  for (const f of files) {
+    if (runs >= maxRuns) break;
+    options.signal?.throwIfAborted();
+    let record;
+    try {
+      record = await readRunRecord(f.path);
+    } catch (error) {
+      if (!(error instanceof ReportInputError)) throw error;
+      skipped.push({ file: f.path, error: error.message });
+      continue;
+    }
+    runs++;
+    for (const job of record.jobs) {
+      if (job.status !== 'passed' && job.status !== 'failed') continue;
+      const verdictAttempt = job.attempts.findLast((a) => a.outcome === 'ok' || a.outcome === 'error');
+      const ms = verdictAttempt?.durationMs ?? job.durationMs;
+      const key = durationKey(job.scenario.name, job.guest.name);
+      const list = samples.get(key) ?? [];
+      list.push(ms);
+      samples.set(key, list);
+    }
+  }
+  const byJob = new Map<string, number>();
+  for (const [key, list] of samples) {
+    list.sort((a, b) => a - b);
+    const mid = list.length >> 1;
+    byJob.set(key, list.length % 2 ? list[mid] : (list[mid - 1] + list[mid]) / 2);
+  }
+  return { byJob, runs, skipped };
+}

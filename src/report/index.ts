@@ -14,7 +14,7 @@ export { HtmlReporter, renderHtml, esc as escapeHtml } from './html.ts';
 export { emptyMetrics, addJob, addEpoch, mergeMetrics, groupMetrics, resyncRate, missedRate, overReportRatio, buildOf, driverOf, worstVerdict, type Metrics } from './metrics.ts';
 export { compareRuns, formatComparison, cellsOf, type Comparison, type CompareOptions, type Change, type ChangeKind, type CellComparison, type CellSummary, type RunRef } from './compare.ts';
 export { computeTrend, trendFromPoints, pointsFromCells, trendCellsOf, formatTrend, dimensionKey, TREND_DIMENSIONS, type TrendCell, type TrendDimension, type TrendGroup, type TrendOptions, type TrendPoint, type TrendRates, type TrendResult, type TrendSums } from './trend.ts';
-export { historyTrend, findRecordFiles, HistoryIndex, INDEX_FILE, type HistoryTrend, type HistoryTrendOptions, type IndexStats, type RecordFile, type SkippedFile } from './history.ts';
+export { historyTrend, findRecordFiles, expectedDurations, durationKey, HistoryIndex, INDEX_FILE, type ExpectedDurations, type HistoryTrend, type HistoryTrendOptions, type IndexStats, type RecordFile, type SkippedFile } from './history.ts';
 export { loadRunConfig, parseRunConfig, resolveScenarioFiles, plannedJobs, type RunConfig, type MatrixEntry, type PlannedJob, type LoadRunConfigOptions, type ReporterChoice } from './run-config.ts';
 export { RUN_CONFIG_SCHEMA } from './run-config-schema.ts';
 export { evaluateRun, type RunEvaluation, type FailPolicy } from './gate.ts';

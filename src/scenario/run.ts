@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { buildLinuxRef } from '../guest/index.ts';
 import { createExecutor, InfrastructureError, loadInventory, newRunId, type HostExecutor, type HostSpec } from '../hosts/index.ts';
-import { createReporters, hostInfo, RunRecorder, type JobRef, type ReportLogger, type RunRecord, type TextStream } from '../report/index.ts';
+import { createReporters, durationKey, hostInfo, RunRecorder, type JobRef, type ReportLogger, type RunRecord, type TextStream } from '../report/index.ts';
 import { schedule, type Job } from '../scheduler/index.ts';
 import { JOB_SPEC_VERSION, runJob, type JobOutcome, type JobSpec } from './job.ts';
 import { loadScenarios } from './loader.ts';
@@ -59,6 +59,11 @@ export interface RunOptions {
   hostFailureLimit?: number;
   /** Backup copies of running jobs on idle slots at the tail of the run (scheduler `speculate`). @default false */
   speculate?: boolean;
+  /**
+   * Expected milliseconds per `durationKey(scenario, guest)` (from earlier runs: report
+   * `expectedDurations`). When any job has one, jobs start longest first (see `jobCosts`).
+   */
+  expectedMs?: ReadonlyMap<string, number>;
   /** Limit of one job (its VM is stopped when it passes). */
   jobTimeoutMs?: number;
   /** Harness version for the record. */
@@ -102,13 +107,15 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
         id,
         scenario: { name: s.name, file: s.file, description: s.description },
         guest: { name: s.guest, os: { family: 'linux', build: s.guest }, tracker: { name: s.tracker, decoder: s.tracker, version: 'unknown' } },
-        repeat: r,
-        seed: deriveSeed(seed, s.name, r),
+        repeat: r + 1,
+        // The run's --seed, else the scenario's own `seed`, else the run's random seed.
+        seed: deriveSeed(opts.seed ?? s.seed ?? seed, s.name, r),
         ...(p.mustFail ? { expectedStatus: 'failed' as const } : {}),
       };
       jobs.push({ id, payload: { ref, scenario: s, text: texts.get(s.file)!, expect: p.expect }, requires: p.tags?.length ? p.tags : undefined });
     }
   }
+  const order = jobCosts(jobs, (j) => opts.expectedMs?.get(durationKey(j.payload.ref.scenario.name, j.payload.ref.guest.name)));
   const outDir = opts.outDir ? resolve(opts.outDir.replaceAll('{runId}', runId)) : undefined;
   if (outDir) await mkdir(outDir, { recursive: true });
   const workRoot = outDir ? join(outDir, 'jobs') : await mkdtemp(join(tmpdir(), 'cbt-run-'));
@@ -171,7 +178,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
         recorded.set(ref.id, recording);
         return recording;
       },
-      { signal: opts.signal, maxAttempts: opts.maxAttempts ?? 2, hostFailureLimit: opts.hostFailureLimit, speculate: opts.speculate === true },
+      { signal: opts.signal, maxAttempts: opts.maxAttempts ?? 2, hostFailureLimit: opts.hostFailureLimit, speculate: opts.speculate === true, order },
     );
     for (const o of result.outcomes) {
       const { ref } = o.job.payload;
@@ -197,6 +204,19 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
   const failed = record.jobs.some((j) => (j.expectedStatus === 'failed' ? j.status === 'passed' : j.status === 'failed'));
   const infra = record.jobs.some((j) => j.status === 'infra-error');
   return { record, exitCode: failed ? 1 : infra ? 2 : 0 };
+}
+
+/**
+ * Sets each job's `cost` from `expected` and returns the scheduler order: `cost` (longest first,
+ * the shorter tail) when any job has an expected duration, else `input`. A job with none gets the
+ * longest known one: an unknown job may be long, and a long job started last is the worst tail.
+ */
+export function jobCosts<J>(jobs: Array<Job<J>>, expected: (job: Job<J>) => number | undefined): 'cost' | 'input' {
+  const known = jobs.map((j) => expected(j)).map((ms) => (ms !== undefined && Number.isFinite(ms) && ms >= 0 ? ms : undefined));
+  const max = Math.max(-1, ...known.map((ms) => ms ?? -1));
+  if (max < 0) return 'input';
+  jobs.forEach((j, i) => (j.cost = known[i] ?? max));
+  return 'cost';
 }
 
 function safe(id: string): string {

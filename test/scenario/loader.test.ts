@@ -95,6 +95,8 @@ test('errors name the file, line and field', (t) => {
     ['name: x\nname: y\n', /not valid YAML: Map keys must be unique/, 2],
     ['name: x\nguest: g\ntracker: dm-era\ndisks: [{ id: d, size: 1GiB }]\n', /Missing required key `steps`/, 1],
     [base('  - repeat: { times: 2, steps: [ { write: { disk: nope, count: 1, size: 4KiB } } ] }\n'), /steps\[0\]\.repeat\.steps\[0\]\.write\.disk: Unknown disk `nope`/, 8],
+    [base('  - write: { disk: data0, count: 1, size: 4KiB, seed: 4294967296 }\n'), /steps\[0\]\.write\.seed: Expected `seed` to be .*4294967295/, 8],
+    [base('  - reset: {}\n', 'seed: -1\n'), /^bad\.yaml:4:\d+: seed: Expected `seed` to be /, 4],
   ];
   for (const [text, re, line] of cases) {
     const e = errorOf(text);

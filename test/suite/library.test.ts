@@ -6,7 +6,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
-import type { RunRecord } from '../../src/report/index.ts';
+import { readRunRecord, type RunRecord } from '../../src/report/index.ts';
 import { ROOT, runCli, tempDir } from '../helpers/tools.ts';
 
 const SUITE_HOSTS = join(ROOT, 'test/suite/hosts.suite.yaml');
@@ -16,7 +16,11 @@ async function run(files: string[], extra: string[] = []): Promise<{ exitCode: n
   try {
     const r = await runCli(['run', ...files, '--out', dir, '--json', '--accel', 'tcg', '--seed', '20261123', '--hosts', SUITE_HOSTS, ...extra], { timeout: 25 * 60_000, env: { CBT_HARNESS_LOG: 'warn' } });
     if (!r.stdout.trim().startsWith('{')) throw new Error(`no run record (exit ${r.exitCode}): ${r.stderr.slice(-3000)}`);
-    return { exitCode: r.exitCode, record: JSON.parse(r.stdout) as RunRecord, stderr: r.stderr, out: dir };
+    const record = JSON.parse(r.stdout) as RunRecord;
+    // The record on disk is valid against the published schema (readRunRecord validates) and is the one printed.
+    const onDisk = await readRunRecord(dir);
+    if (onDisk.runId !== record.runId) throw new Error(`run.json holds ${onDisk.runId}, stdout ${record.runId}`);
+    return { exitCode: r.exitCode, record, stderr: r.stderr, out: dir };
   } finally {
     await cleanup();
   }

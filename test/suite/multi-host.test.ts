@@ -8,7 +8,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import test from 'ava';
 import { execa } from 'execa';
 import { testbedKillHost } from '../../src/hosts/index.ts';
-import type { RunRecord } from '../../src/report/index.ts';
+import { readRunRecord, type RunRecord } from '../../src/report/index.ts';
 import { startTestbed, type Testbed } from '../helpers/testbed-setup.ts';
 import { ROOT, runCli, tempDir } from '../helpers/tools.ts';
 
@@ -49,6 +49,7 @@ test.serial('one run places scenario jobs on local, ssh and docker hosts, and sa
     t.is(j.attempts.at(-1)?.host, j.host?.name);
   }
   t.deepEqual(rec.hosts.map((h) => h.name).sort(), ['docker-1', 'local', 'ssh-1', 'ssh-2']);
+  t.is((await readRunRecord(dir)).runId, rec.runId, 'run.json is valid against the published schema');
   t.deepEqual(await leftovers(rec.runId), []);
 });
 
@@ -71,6 +72,7 @@ test.serial('--speculate: an idle host runs a backup copy; the first to finish i
   t.not(winner?.host, loser?.host);
   t.is(job.attempts.filter((a) => a.speculative).length, 1, 'exactly one copy is the backup');
   t.is(job.host?.name, winner?.host, 'the record names the host of the copy that finished');
+  t.deepEqual((await readRunRecord(dir)).jobs[0].attempts, job.attempts, 'run.json is valid against the published schema and lists both copies');
   t.deepEqual(await leftovers(rec.runId), []);
 });
 
