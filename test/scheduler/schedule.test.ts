@@ -273,7 +273,7 @@ test('speculation: never on the same host, a host without the tags, or past the 
   const live = new Map<string, number>();
   const copies = new Map<string, string[]>();
   let over = 0;
-  const r = await schedule([{ id: 'k', payload: 0, requires: ['kvm'] }, { id: 'p', payload: 1 }], hosts, async (job, host, signal) => {
+  const r = await schedule([{ id: 'k', payload: 0, requires: ['kvm'], cost: 100 }, { id: 'p', payload: 1, cost: 60 }], hosts, async (job, host, signal) => {
     live.set(host.name, (live.get(host.name) ?? 0) + 1);
     over = Math.max(over, (live.get(host.name) ?? 0) - host.slots);
     copies.set(job.id, [...(copies.get(job.id) ?? []), host.name]);
