@@ -12,7 +12,8 @@
  *     oracle is what the scheduler itself costs;
  *   - the same with speculation (`speculate: true`): idle slots at the tail run backup copies, so
  *     a late failure no longer waits for its retry. The time of copies that lost the race is not
- *     work (it is not in the ideal) and is printed as a share of the slots' time.
+ *     work (it is not in the ideal) and is printed as a share of the slots' time. Next to it, the
+ *     floor of that policy: an event simulation of it with zero overhead (speculativeFloor).
  * Targets: overhead < 1 ms per job, makespan within 5% of ideal.
  *
  *   node bench/schedule.ts [--jobs N] [--hosts N] [--slots N] [--mean-ms N] [--seed N]
@@ -90,6 +91,114 @@ function oracle(jobs: number[][], slots: number): number {
   return end;
 }
 
+/**
+ * The floor for longest first + speculation: an event simulation of the same policy with zero
+ * overhead — the same job durations, failures drawn the same way (2 % of attempts, after a
+ * uniform fraction), retries before fresh jobs, and on an idle slot a backup of the single-copy
+ * job expected to end last; the first copy to finish wins. Slots = the slots that stay up in the
+ * real run (dead hosts cost nothing here, so the floor is if anything low). Returns the makespan
+ * over the ideal (counted attempts / slots), as a ratio.
+ */
+function speculativeFloor(slots: number, seed: number): number {
+  const r = rng(seed);
+  const dur = Array.from({ length: JOBS }, () => {
+    const d = Math.round(MEAN * (0.5 + r()));
+    r(); // the draw for `requires`, to keep the same durations as simulate()
+    return d;
+  });
+  const fail = rng(seed + 7);
+  const queue = dur.map((_, i) => i).sort((a, b) => dur[b] - dur[a]);
+  let next = 0;
+  const retries: number[] = [];
+  // Every attempt started; the heap orders the running ones by end time.
+  const attempts: Array<{ job: number; start: number; end: number; failed: boolean; speculative: boolean; cancelled: boolean }> = [];
+  const heap: number[] = []; // attempt indexes ordered by end time
+  const less = (a: number, b: number) => attempts[a].end < attempts[b].end || (attempts[a].end === attempts[b].end && a < b);
+  const push = (x: number) => {
+    heap.push(x);
+    for (let i = heap.length - 1; i > 0; ) {
+      const p = (i - 1) >> 1;
+      if (!less(heap[i], heap[p])) break;
+      [heap[i], heap[p]] = [heap[p], heap[i]];
+      i = p;
+    }
+  };
+  const pop = (): number => {
+    const top = heap[0];
+    const last = heap.pop() as number;
+    if (heap.length > 0) {
+      heap[0] = last;
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1;
+        let m = i;
+        if (l < heap.length && less(heap[l], heap[m])) m = l;
+        if (l + 1 < heap.length && less(heap[l + 1], heap[m])) m = l + 1;
+        if (m === i) break;
+        [heap[i], heap[m]] = [heap[m], heap[i]];
+        i = m;
+      }
+    }
+    return top;
+  };
+  const live = new Map<number, number[]>(); // job → its running attempts
+  let free = slots;
+  let work = 0;
+  let end = 0;
+  const start = (job: number, now: number, speculative: boolean) => {
+    const failed = fail() < FLAKY;
+    const d = failed ? Math.round(dur[job] * fail()) : dur[job];
+    attempts.push({ job, start: now, end: now + d, failed, speculative, cancelled: false });
+    push(attempts.length - 1);
+    live.set(job, [...(live.get(job) ?? []), attempts.length - 1]);
+    free--;
+  };
+  const fill = (now: number) => {
+    while (free > 0) {
+      if (retries.length > 0) start(retries.shift() as number, now, false);
+      else if (next < queue.length) start(queue[next++], now, false);
+      else {
+        let best = -1;
+        let bestEnd = -Infinity;
+        for (const [job, list] of live) {
+          if (list.length !== 1) continue;
+          const e = attempts[list[0]].start + dur[job];
+          if (e > bestEnd) {
+            best = job;
+            bestEnd = e;
+          }
+        }
+        if (best < 0) return;
+        start(best, now, true);
+      }
+    }
+  };
+  fill(0);
+  while (heap.length > 0) {
+    const i = pop();
+    const a = attempts[i];
+    if (a.cancelled) continue;
+    free++;
+    const list = (live.get(a.job) ?? []).filter((x) => x !== i);
+    work += a.end - a.start;
+    if (a.failed) {
+      if (list.length > 0) live.set(a.job, list);
+      else {
+        live.delete(a.job);
+        retries.push(a.job);
+      }
+    } else {
+      end = Math.max(end, a.end);
+      for (const x of list) {
+        attempts[x].cancelled = true;
+        free++;
+      }
+      live.delete(a.job);
+    }
+    fill(a.end);
+  }
+  return end / (work / slots);
+}
+
 async function simulate(order: 'input' | 'cost', zeroWork: boolean, speculate = false) {
   const r = rng(Number(values.seed));
   // Durations between 0.5 and 1.5 × mean; 2% of jobs need a `kvm` host.
@@ -146,9 +255,11 @@ for (const speculate of [false, true]) {
   for (const order of ['input', 'cost'] as const) {
     const s = await simulate(order, false, speculate);
     const ratio = s.wall / s.ideal;
+    const floor = speculate && order === 'cost' ? speculativeFloor(s.upSlots, Number(values.seed)) : null;
     lines.push(
       `order=${order}${speculate ? ' speculate' : ''}: makespan ${(s.wall / 1000).toFixed(2)} s vs ideal ${(s.ideal / 1000).toFixed(2)} s = ${(ratio * 100 - 100).toFixed(1)}% over (target < 5%) ${ratio < 1.05 ? 'OK' : 'OVER'}; ` +
         (speculate ? `backup copies that lost: ${((s.waste / (s.wall * s.upSlots)) * 100).toFixed(1)}% of slot time; ` : `vs zero-overhead oracle ${(s.oracle / 1000).toFixed(2)} s = ${((s.wall / s.oracle) * 100 - 100).toFixed(1)}% over; `) +
+        (floor !== null ? `the same policy with zero overhead (event simulation): ${(floor * 100 - 100).toFixed(1)}% over ideal; ` : '') +
         `${s.done}/${JOBS} done, ${s.infra} gave up, ${s.attempts} attempts, hosts down: ${s.down.join(' ')} (${s.upSlots} slots up), scheduler+timers CPU ${(s.cpuMs / JOBS * 1000).toFixed(0)} µs/job`,
     );
   }
