@@ -23,6 +23,7 @@ import { parseArgs } from 'node:util';
 import { InfrastructureError } from '../src/hosts/index.ts';
 import { schedule, type Job, type SchedulerHost } from '../src/scheduler/index.ts';
 import { mulberry32 as rng } from '../src/util/index.ts';
+import { MinHeap } from './util.ts';
 
 const { values } = parseArgs({
   options: {
@@ -52,25 +53,13 @@ const badHosts = new Set(Array.from({ length: Number(values['bad-hosts']) }, (_,
  * failed attempt ends and goes before fresh jobs (as in the scheduler). Returns the makespan.
  */
 function oracle(jobs: number[][], slots: number): number {
-  const heap = new Float64Array(slots); // slot free times, binary min-heap
-  const siftDown = () => {
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let m = i;
-      if (l < slots && heap[l] < heap[m]) m = l;
-      if (r < slots && heap[r] < heap[m]) m = r;
-      if (m === i) return;
-      [heap[i], heap[m]] = [heap[m], heap[i]];
-      i = m;
-    }
-  };
+  const free = new MinHeap<number>((a, b) => a < b); // slot free times
+  for (let i = 0; i < slots; i++) free.push(0);
   const retries: Array<{ release: number; rest: number[] }> = [];
   let next = 0;
   let end = 0;
   while (next < jobs.length || retries.length > 0) {
-    const t = heap[0];
+    const t = free.pop() as number;
     retries.sort((a, b) => a.release - b.release);
     let attempts: number[];
     let start = t;
@@ -84,9 +73,8 @@ function oracle(jobs: number[][], slots: number): number {
     }
     const finish = start + attempts[0];
     if (attempts.length > 1) retries.push({ release: finish, rest: attempts.slice(1) });
-    heap[0] = finish;
+    free.push(finish);
     end = Math.max(end, finish);
-    siftDown();
   }
   return end;
 }
@@ -100,62 +88,30 @@ function oracle(jobs: number[][], slots: number): number {
  * over the ideal (counted attempts / slots), as a ratio.
  */
 function speculativeFloor(slots: number, seed: number): number {
-  const r = rng(seed);
-  const dur = Array.from({ length: JOBS }, () => {
-    const d = Math.round(MEAN * (0.5 + r()));
-    r(); // the draw for `requires`, to keep the same durations as simulate()
-    return d;
-  });
+  const dur = jobList(seed).map((j) => j.payload);
   const fail = rng(seed + 7);
   const queue = dur.map((_, i) => i).sort((a, b) => dur[b] - dur[a]);
   let next = 0;
   const retries: number[] = [];
   // Every attempt started; the heap orders the running ones by end time.
-  const attempts: Array<{ job: number; start: number; end: number; failed: boolean; speculative: boolean; cancelled: boolean }> = [];
-  const heap: number[] = []; // attempt indexes ordered by end time
-  const less = (a: number, b: number) => attempts[a].end < attempts[b].end || (attempts[a].end === attempts[b].end && a < b);
-  const push = (x: number) => {
-    heap.push(x);
-    for (let i = heap.length - 1; i > 0; ) {
-      const p = (i - 1) >> 1;
-      if (!less(heap[i], heap[p])) break;
-      [heap[i], heap[p]] = [heap[p], heap[i]];
-      i = p;
-    }
-  };
-  const pop = (): number => {
-    const top = heap[0];
-    const last = heap.pop() as number;
-    if (heap.length > 0) {
-      heap[0] = last;
-      for (let i = 0; ; ) {
-        const l = 2 * i + 1;
-        let m = i;
-        if (l < heap.length && less(heap[l], heap[m])) m = l;
-        if (l + 1 < heap.length && less(heap[l + 1], heap[m])) m = l + 1;
-        if (m === i) break;
-        [heap[i], heap[m]] = [heap[m], heap[i]];
-        i = m;
-      }
-    }
-    return top;
-  };
+  const attempts: Array<{ job: number; start: number; end: number; failed: boolean; cancelled: boolean }> = [];
+  const running = new MinHeap<number>((a, b) => attempts[a].end < attempts[b].end || (attempts[a].end === attempts[b].end && a < b));
   const live = new Map<number, number[]>(); // job → its running attempts
   let free = slots;
   let work = 0;
   let end = 0;
-  const start = (job: number, now: number, speculative: boolean) => {
+  const start = (job: number, now: number) => {
     const failed = fail() < FLAKY;
     const d = failed ? Math.round(dur[job] * fail()) : dur[job];
-    attempts.push({ job, start: now, end: now + d, failed, speculative, cancelled: false });
-    push(attempts.length - 1);
+    attempts.push({ job, start: now, end: now + d, failed, cancelled: false });
+    running.push(attempts.length - 1);
     live.set(job, [...(live.get(job) ?? []), attempts.length - 1]);
     free--;
   };
   const fill = (now: number) => {
     while (free > 0) {
-      if (retries.length > 0) start(retries.shift() as number, now, false);
-      else if (next < queue.length) start(queue[next++], now, false);
+      if (retries.length > 0) start(retries.shift() as number, now);
+      else if (next < queue.length) start(queue[next++], now);
       else {
         let best = -1;
         let bestEnd = -Infinity;
@@ -168,13 +124,13 @@ function speculativeFloor(slots: number, seed: number): number {
           }
         }
         if (best < 0) return;
-        start(best, now, true);
+        start(best, now);
       }
     }
   };
   fill(0);
-  while (heap.length > 0) {
-    const i = pop();
+  while (running.size > 0) {
+    const i = running.pop() as number;
     const a = attempts[i];
     if (a.cancelled) continue;
     free++;
@@ -199,13 +155,17 @@ function speculativeFloor(slots: number, seed: number): number {
   return end / (work / slots);
 }
 
-async function simulate(order: 'input' | 'cost', zeroWork: boolean, speculate = false) {
-  const r = rng(Number(values.seed));
-  // Durations between 0.5 and 1.5 × mean; 2% of jobs need a `kvm` host.
-  const jobs: Array<Job<number>> = Array.from({ length: JOBS }, (_, i) => {
+/** The jobs of a seed: durations between 0.5 and 1.5 × mean (payload = cost); 2% need a `kvm` host. */
+function jobList(seed: number): Array<Job<number>> {
+  const r = rng(seed);
+  return Array.from({ length: JOBS }, (_, i) => {
     const d = Math.round(MEAN * (0.5 + r()));
     return { id: `j${i}`, payload: d, cost: d, requires: r() < 0.02 ? ['kvm'] : undefined };
   });
+}
+
+async function simulate(order: 'input' | 'cost', zeroWork: boolean, speculate = false) {
+  const jobs = jobList(Number(values.seed));
   const attemptsOf = new Map<string, number[]>();
   const fail = rng(Number(values.seed) + 7);
   const t0 = performance.now();

@@ -37,3 +37,47 @@ export async function cliPeakRssMiB(args: string[]): Promise<{ rssMiB: number; m
   if (!m || m[3] !== '0') throw new Error(`rss run failed: ${r.stderr}`);
   return { rssMiB: Number(m[1]) / 1024, ms: Number(m[2]) };
 }
+
+/** A binary min-heap under `less` (the event queues of the schedule simulations). */
+export class MinHeap<T> {
+  readonly #items: T[] = [];
+  readonly #less: (a: T, b: T) => boolean;
+
+  constructor(less: (a: T, b: T) => boolean) {
+    this.#less = less;
+  }
+
+  get size(): number {
+    return this.#items.length;
+  }
+
+  push(x: T): void {
+    const h = this.#items;
+    h.push(x);
+    for (let i = h.length - 1; i > 0; ) {
+      const p = (i - 1) >> 1;
+      if (!this.#less(h[i], h[p])) break;
+      [h[i], h[p]] = [h[p], h[i]];
+      i = p;
+    }
+  }
+
+  pop(): T | undefined {
+    const h = this.#items;
+    const top = h[0];
+    const last = h.pop();
+    if (h.length > 0 && last !== undefined) {
+      h[0] = last;
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1;
+        let m = i;
+        if (l < h.length && this.#less(h[l], h[m])) m = l;
+        if (l + 1 < h.length && this.#less(h[l + 1], h[m])) m = l + 1;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m], h[i]];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
