@@ -202,6 +202,11 @@ function clipEvent(e: TimelineEvent): TimelineEvent {
   return e;
 }
 
+/** Attempts as the record keeps them: whole non-negative milliseconds, errors clipped. */
+function normalizeAttempts(attempts: readonly AttemptInfo[]): AttemptInfo[] {
+  return attempts.map((a) => ({ ...a, durationMs: Math.max(0, Math.round(a.durationMs)), ...(a.error !== undefined ? { error: clip(a.error) } : {}) }));
+}
+
 export interface RunRecorderOptions {
   /** Clock. @default () => new Date() */
   now?: () => Date;
@@ -292,7 +297,7 @@ export class RunRecorder {
       startedAt: s.startedAt,
       endedAt,
       durationMs: ms(s.startedAt, endedAt),
-      attempts: (end.attempts ?? []).map((a) => ({ ...a, durationMs: Math.max(0, Math.round(a.durationMs)), ...(a.error !== undefined ? { error: clip(a.error) } : {}) })),
+      attempts: normalizeAttempts(end.attempts ?? []),
       steps: s.steps,
       epochs: s.epochs,
       timeline,
@@ -314,7 +319,7 @@ export class RunRecorder {
   amendAttempts(jobId: string, attempts: AttemptInfo[]): void {
     const job = this.#job(jobId).ended;
     if (!job) throw new ReporterOptionError(`job \`${jobId}\` has not ended`);
-    job.attempts = attempts.map((a) => ({ ...a, durationMs: Math.max(0, Math.round(a.durationMs)), ...(a.error !== undefined ? { error: clip(a.error) } : {}) }));
+    job.attempts = normalizeAttempts(attempts);
   }
 
   /**
