@@ -163,8 +163,6 @@ interface JobState<J, R> {
   live: Array<LiveAttempt<J, R>>;
   /** Attempts started (ended or not): numbers the next one. */
   started: number;
-  /** Attempts that failed on infrastructure. */
-  infraFailures: number;
 }
 
 interface LiveAttempt<J, R> {
@@ -246,7 +244,7 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
       group = { key, requires, retries: [], queue: [], head: 0, hosts: hs.filter((h) => !h.down && requires.every((t) => h.tags.has(t))).map((h) => h.index) };
       groups.set(key, group);
     }
-    const state: JobState<J, R> = { job, index: states.length, group, outcome: { job, status: 'cancelled', host: null, attempts: [] }, failedOn: new Set(), finished: false, live: [], started: 0, infraFailures: 0 };
+    const state: JobState<J, R> = { job, index: states.length, group, outcome: { job, status: 'cancelled', host: null, attempts: [] }, failedOn: new Set(), finished: false, live: [], started: 0 };
     states.push(state);
     group.queue.push(state);
   }
@@ -478,7 +476,6 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
           record.outcome = 'infrastructure';
           s.outcome.attempts.push(record);
           s.outcome.error = error;
-          s.infraFailures++;
           h.summary.infrastructureFailures++;
           s.failedOn.add(h.index);
           if (++h.failuresInRow >= hostFailureLimit) next = () => markDown(h, `${h.failuresInRow} infrastructure failures in a row, the last: ${record.error}`);
@@ -486,7 +483,7 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
           const others = s.live.length > 1;
           const retry = () => {
             if (others) return;
-            if (s.infraFailures >= maxAttempts) finish(s, 'infrastructure', { error });
+            if (s.outcome.attempts.filter((a) => a.outcome === 'infrastructure').length >= maxAttempts) finish(s, 'infrastructure', { error });
             else if (cancelled) finish(s, 'cancelled', { error });
             else if (s.group.hosts.length === 0) finish(s, 'infrastructure', { error });
             else {
