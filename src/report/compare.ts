@@ -12,7 +12,7 @@
  */
 import { ReportInputError } from './errors.ts';
 import { addJob, buildOf, driverOf, emptyMetrics, overReportRatio, resyncRate, type Metrics } from './metrics.ts';
-import type { RunRecord, VerdictCounts } from './run-record.ts';
+import type { RunRecord } from './run-record.ts';
 
 export interface CompareOptions {
   /** Relative increase of the over-report ratio that counts as worse. @default 0.1 */
@@ -21,16 +21,8 @@ export interface CompareOptions {
   resyncThreshold?: number;
 }
 
-export interface CellSummary {
-  jobs: number;
-  passed: number;
-  failed: number;
-  infraErrors: number;
-  /** Jobs that did not end as they should (failed, or a known-bad tracker that passed). */
-  unexpectedOutcomes: number;
-  epochs: number;
-  verdicts: VerdictCounts;
-  unexpectedMissed: number;
+/** A cell's counts (its `Metrics` without the block sums) and the rates compared. */
+export interface CellSummary extends Omit<Metrics, 'changedBlocks' | 'claimedBlocks' | 'missedBlocks'> {
   /** Unexpected MISSED epochs / epochs. */
   missedRate: number | null;
   resyncRate: number | null;
