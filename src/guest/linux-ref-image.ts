@@ -23,6 +23,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { SshClient, fingerprintOf, type SshConnectOptions } from '../ssh/index.ts';
 import type { DiskSpec, RunningVm, VmSpec } from '../vm/index.ts';
+import { processAlive } from '../util/index.ts';
 
 export const LINUX_REF_RECIPE = resolve(dirname(fileURLToPath(import.meta.url)), '../../images/linux-ref');
 
@@ -237,16 +238,7 @@ async function withLock<T>(lockPath: string, signal: AbortSignal | undefined, fn
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const pid = Number((await readFile(lockPath, 'utf8').catch(() => '')).trim());
-      let alive = false;
-      if (Number.isInteger(pid) && pid > 0) {
-        try {
-          process.kill(pid, 0);
-          alive = true;
-        } catch {
-          alive = false;
-        }
-      }
-      if (!alive) {
+      if (!(Number.isInteger(pid) && pid > 0 && processAlive(pid))) {
         await unlink(lockPath).catch(() => undefined);
         continue;
       }

@@ -20,6 +20,7 @@ import { stringify } from 'yaml';
 import { dockerClient } from './docker-engine.ts';
 import { TestbedError } from './errors.ts';
 import { buildWorkerImage } from './worker-image.ts';
+import { processAlive } from '../util/index.ts';
 
 export interface TestbedOptions {
   /** @default /tmp/cbt-testbed (short: unix socket paths are limited to 108 bytes) */
@@ -109,15 +110,6 @@ async function cmdlineOf(pid: number): Promise<string[] | null> {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Kills a pid only if its command line still mentions `marker` (pid reuse). Waits for it to go. */
 async function killChecked(pid: number | null, marker: string, graceMs: number): Promise<boolean> {
   if (!pid) return false;
@@ -129,14 +121,14 @@ async function killChecked(pid: number | null, marker: string, graceMs: number):
     return false;
   }
   const until = Date.now() + graceMs;
-  while (alive(pid) && Date.now() < until) await sleep(100);
-  if (alive(pid)) {
+  while (processAlive(pid) && Date.now() < until) await sleep(100);
+  if (processAlive(pid)) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
       // already gone
     }
-    while (alive(pid)) await sleep(50);
+    while (processAlive(pid)) await sleep(50);
   }
   return true;
 }
@@ -309,7 +301,7 @@ export async function testbedUp(options: TestbedOptions = {}): Promise<{ state: 
           await docker.ping();
           break;
         } catch {
-          if (!alive(state.docker.pid)) throw new TestbedError(`dockerd exited: ${(await readFile(join(ddir, 'dockerd.log'), 'utf8').catch(() => '')).trim().slice(-800)}`);
+          if (!processAlive(state.docker.pid)) throw new TestbedError(`dockerd exited: ${(await readFile(join(ddir, 'dockerd.log'), 'utf8').catch(() => '')).trim().slice(-800)}`);
           if (Date.now() > until) throw new TestbedError('dockerd did not answer within 60 s');
           await sleep(200);
         }
@@ -405,7 +397,7 @@ export async function testbedDown(options: { stateDir?: string; log?: (m: string
   // 1. Docker: containers first (their shims outlive dockerd otherwise), then the daemon.
   if (state.docker) {
     const d = state.docker;
-    if (d.pid && alive(d.pid)) {
+    if (d.pid && processAlive(d.pid)) {
       try {
         const docker = dockerClient({ socketPath: d.socket }, { timeoutMs: 30_000 });
         for (const c of await docker.listContainers({ all: true })) {

@@ -1,2 +1,3 @@
 export { createLogger, debugEnabled, type Logger, type LogFields } from './log.ts';
 export { mulberry32 } from './prng.ts';
+export { processAlive } from './process.ts';

@@ -12,7 +12,7 @@ import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { tempDir } from './tools.ts';
+import { processAlive, tempDir } from './tools.ts';
 
 export interface SshdOptions {
   /** Serve the SFTP subsystem (internal-sftp). @default true */
@@ -59,15 +59,6 @@ async function freePort(): Promise<number> {
 
 async function keygen(path: string, comment: string): Promise<void> {
   await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', path]);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** `root` and all its descendants (by /proc parent links), root first. */
@@ -151,7 +142,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<StartedSshd> {
   // Every pid ever seen under the listener: a killed per-connection sshd orphans its command.
   const seen = new Set<number>();
   const signalAll = async (sig: NodeJS.Signals): Promise<void> => {
-    if (alive(pid)) for (const p of await processTree(pid)) seen.add(p);
+    if (processAlive(pid)) for (const p of await processTree(pid)) seen.add(p);
     for (const p of seen) {
       try {
         process.kill(p, sig);
@@ -162,10 +153,10 @@ export async function startSshd(opts: SshdOptions = {}): Promise<StartedSshd> {
   };
   const waitAllGone = async (ms: number): Promise<boolean> => {
     for (let waited = 0; waited < ms; waited += 20) {
-      if (![...seen].some(alive)) return true;
+      if (![...seen].some(processAlive)) return true;
       await new Promise((r) => setTimeout(r, 20));
     }
-    return ![...seen].some(alive);
+    return ![...seen].some(processAlive);
   };
   let stopped: Promise<void> | null = null;
   const stop = (): Promise<void> =>

@@ -89,12 +89,4 @@ export async function qemuMapsAround(path: string, ours: () => Promise<NormalMap
   return { ours: mine, qemu: same ? [before] : [before, after] };
 }
 
-/** Whether a process exists (signal 0); a zombie still counts. */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { processAlive } from '../../src/util/index.ts';
