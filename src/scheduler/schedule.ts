@@ -26,7 +26,9 @@
  */
 import PQueue from 'p-queue';
 import { isInfrastructureError } from '../hosts/index.ts';
+import { MinHeap } from '../util/index.ts';
 import { SchedulerError } from './errors.ts';
+import { balancedOrder, REPLAN } from './plan.ts';
 
 export interface SchedulerHost {
   readonly name: string;
@@ -41,7 +43,7 @@ export interface Job<J> {
   payload: J;
   /** Tags a host must have. */
   requires?: readonly string[];
-  /** Expected duration (any unit). With order 'cost', longer jobs start first (LPT): shorter tail. */
+  /** Expected duration (ms; any unit if all jobs use it). With order 'cost', the order comes from a plan that evens out the slots (plan.ts). */
   cost?: number;
 }
 
@@ -128,13 +130,20 @@ export interface ScheduleOptions<J, H extends SchedulerHost> {
   isInfrastructure?: (error: unknown) => boolean;
   /** After cancel, wait at most this long for running jobs to stop. @default 120000 */
   cancelGraceMs?: number;
-  /** `input`: jobs in the given order; `cost`: highest `cost` first. @default 'input' */
+  /**
+   * `input`: jobs in the given order; `cost`: by a plan over the slots from the jobs' `cost`
+   * (longest first, counts per slot chosen so that every slot finishes at the same time; with
+   * `speculate`, a thin final wave of the shortest jobs), planned again as the run goes (plan.ts).
+   * @default 'input'
+   */
   order?: 'input' | 'cost';
   /** Backup copies of running jobs on slots with nothing left to take (see above). @default false */
   speculate?: boolean;
   /** Hosts already known to be unusable (failed a check): never used. name → reason */
   downHosts?: ReadonlyMap<string, string>;
   onEvent?: (event: SchedulerEvent<J, H>) => void;
+  /** Milliseconds since the epoch, for start times and durations. @default Date.now (a virtual clock in bench:schedule) */
+  clock?: () => number;
 }
 
 interface HostState<H extends SchedulerHost, J, R> {
@@ -157,7 +166,7 @@ interface JobState<J, R> {
   group: Group<J, R>;
   outcome: JobOutcome<J, R>;
   /** Hosts where an attempt failed on infrastructure: avoided while another host can take the job. */
-  failedOn: Set<number>;
+  failedOn?: Set<number>;
   finished: boolean;
   /** Attempts running now (more than one only with speculation). */
   live: Array<LiveAttempt<J, R>>;
@@ -195,7 +204,8 @@ function describeError(error: unknown): string {
 }
 
 export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job<J>>, hosts: readonly H[], run: RunJob<J, R, H>, options: ScheduleOptions<J, H> = {}): Promise<ScheduleResult<J, R>> {
-  const started = Date.now();
+  const clock = options.clock ?? Date.now;
+  const started = clock();
   const maxAttempts = positiveInt('maxAttempts', options.maxAttempts, 3);
   const hostFailureLimit = positiveInt('hostFailureLimit', options.hostFailureLimit, 3);
   const isInfra = options.isInfrastructure ?? isInfrastructureError;
@@ -237,19 +247,16 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
     if (typeof job.id !== 'string' || job.id === '') throw new SchedulerError(`Expected every job to have a non-empty string \`id\`, got \`${String(job.id)}\``);
     if (ids.has(job.id)) throw new SchedulerError(`two jobs with id ${job.id}`);
     ids.add(job.id);
-    const requires = [...new Set(job.requires ?? [])].sort();
-    const key = requires.join('\0');
+    const requires = job.requires === undefined || job.requires.length === 0 ? [] : [...new Set(job.requires)].sort();
+    const key = requires.length === 0 ? '' : requires.join('\0');
     let group = groups.get(key);
     if (!group) {
       group = { key, requires, retries: [], queue: [], head: 0, hosts: hs.filter((h) => !h.down && requires.every((t) => h.tags.has(t))).map((h) => h.index) };
       groups.set(key, group);
     }
-    const state: JobState<J, R> = { job, index: states.length, group, outcome: { job, status: 'cancelled', host: null, attempts: [] }, failedOn: new Set(), finished: false, live: [], started: 0 };
+    const state: JobState<J, R> = { job, index: states.length, group, outcome: { job, status: 'cancelled', host: null, attempts: [] }, finished: false, live: [], started: 0 };
     states.push(state);
     group.queue.push(state);
-  }
-  if (options.order === 'cost') {
-    for (const g of groups.values()) g.queue.sort((a, b) => (b.job.cost ?? 0) - (a.job.cost ?? 0) || a.index - b.index);
   }
   // Most constrained first: a job that only a few hosts can take gets their free slots before
   // jobs that could run anywhere (otherwise `kvm` jobs wait until every general job is placed).
@@ -271,12 +278,19 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
   // Mean duration of completed attempts: the expected length of a job without a `cost`.
   let okCount = 0;
   let okMs = 0;
+  // How much longer than its `cost` a completed attempt took, on average (start-up, transfer,
+  // timer latency): added to every cost when planning.
+  let costedCount = 0;
+  let costedOverMs = 0;
 
+  // One reason for every copy that lost the race (an error per copy costs a stack trace each, at
+  // the tail of the run where hundreds of copies stop at once).
+  const superseded = new SchedulerError('superseded by another attempt of the same job');
   const finish = (s: JobState<J, R>, status: JobStatus, extra: { result?: R; error?: unknown } = {}) => {
     if (s.finished) return;
     s.finished = true;
     // Other copies still running lost the race: stop them (their attempts end `superseded`).
-    for (const l of s.live) l.ac.abort(new SchedulerError(`job ${s.job.id}: superseded by another attempt`));
+    for (const l of s.live) l.ac.abort(superseded);
     s.outcome.status = status;
     if ('result' in extra) s.outcome.result = extra.result;
     if (extra.error !== undefined) s.outcome.error = extra.error;
@@ -290,6 +304,75 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
   };
 
   const pendingCount = (g: Group<J, R>) => g.retries.length + g.queue.length - g.head;
+
+  /**
+   * order 'cost': the pending jobs (not the retries, which go first anyway) in the order of a
+   * plan over the slots of the up hosts (plan.ts), each free now or when its running attempt is
+   * expected to end; retries are charged to the slots that free first. Planned at the start and
+   * again when the pending jobs have halved since the last plan, or near the end (fewer than
+   * `endgameWaves` jobs per slot) after a retry or a host going down: early deviations are
+   * evened out by the next planned re-plan, late ones cannot wait.
+   */
+  const planned = options.order === 'cost';
+  let lastPlan = Infinity;
+  let replanWanted = false;
+  const rankOf = new Float64Array(planned ? states.length : 0);
+  const upSlots = () => {
+    let slots = 0;
+    for (const h of hs) if (!h.down) slots += h.summary.slots;
+    return slots;
+  };
+  /** The share of the attempts on hosts still up that failed on infrastructure (a host marked down fails no more). */
+  const failureRate = () => {
+    let failed = 0;
+    let ended = 0;
+    for (const h of hs) {
+      if (h.down) continue;
+      failed += h.summary.infrastructureFailures;
+      ended += h.summary.infrastructureFailures + h.summary.completed;
+    }
+    return ended === 0 ? 0 : failed / ended;
+  };
+  const replan = () => {
+    const now = clock();
+    const mean = okCount > 0 ? okMs / okCount : 0;
+    const over = costedCount > 0 ? costedOverMs / costedCount : 0;
+    const expected = (s: JobState<J, R>) => Math.max(0, s.job.cost === undefined ? mean : s.job.cost + over);
+    const ready = new MinHeap<number>((a, b) => a < b);
+    const slots = upSlots();
+    for (const h of hs) if (!h.down) for (let i = h.running; i < h.summary.slots; i++) ready.push(now);
+    for (const s of running) for (const l of s.live) if (!l.host.down) ready.push(Math.max(now, l.startedAt + expected(s)));
+    for (const g of groups.values()) {
+      for (const s of g.retries) {
+        const t = ready.pop();
+        if (t !== undefined) ready.push(t + expected(s));
+      }
+    }
+    const times: number[] = [];
+    while (ready.size > 0 && times.length < slots) times.push((ready.pop() as number) - now);
+    const pending: Array<JobState<J, R>> = [];
+    for (const g of groups.values()) for (let i = g.head; i < g.queue.length; i++) pending.push(g.queue[i]);
+    const tail = speculate && failureRate() * slots >= 1 ? Math.floor(REPLAN.tailWaves * slots) : 0;
+    const order = balancedOrder(
+      pending.map((s) => (s.job.cost === undefined ? 0 : expected(s))),
+      times,
+      { tail },
+    );
+    order.forEach((p, r) => (rankOf[pending[p].index] = r));
+    for (const g of groups.values()) {
+      g.queue = g.queue.slice(g.head).sort((a, b) => rankOf[a.index] - rankOf[b.index]);
+      g.head = 0;
+    }
+    lastPlan = pending.length;
+    replanWanted = false;
+  };
+  const maybeReplan = () => {
+    if (!planned || cancelled) return;
+    let pending = 0;
+    for (const g of groups.values()) pending += g.queue.length - g.head;
+    if (pending === 0) return;
+    if (pending <= lastPlan * REPLAN.shrink || (replanWanted && pending < REPLAN.endgameWaves * upSlots())) replan();
+  };
 
   /** Fails pending jobs of groups no up host can serve. */
   const failOrphans = () => {
@@ -317,12 +400,13 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
     h.downReason = reason;
     h.summary.down = true;
     h.summary.downReason = reason;
+    replanWanted = true;
     emit({ type: 'host-down', host: h.host, reason });
     failOrphans();
   };
 
   /** May host `h` take a job of `g` now? (A retry avoids the host it failed on while another host could take it.) */
-  const acceptable = (s: JobState<J, R>, g: Group<J, R>, h: HostState<H, J, R>) => !s.failedOn.has(h.index) || g.hosts.every((x) => s.failedOn.has(x));
+  const acceptable = (s: JobState<J, R>, g: Group<J, R>, h: HostState<H, J, R>) => !s.failedOn?.has(h.index) || g.hosts.every((x) => s.failedOn?.has(x));
   const canTake = (g: Group<J, R>, h: HostState<H, J, R>) => g.head < g.queue.length || g.retries.some((s) => acceptable(s, g, h));
 
   /** Takes the next job of `g` for host `h`, avoiding jobs that failed there when another host could take them. */
@@ -350,31 +434,45 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
 
   /**
    * Binds pending jobs to free slots. Each round goes over the groups, most constrained first,
-   * and gives each group with work the least loaded free host that serves it.
+   * and gives each group with work the least loaded free host that serves it. The search starts
+   * after the host the group took last and stops at a host as idle as the least load seen in
+   * this call (loads only grow within a call): placing a thousand jobs at the start is linear in
+   * the hosts, not quadratic.
    */
   let dispatching = false;
+  const cursor = new Map<Group<J, R>, number>();
   const dispatch = () => {
     if (dispatching || cancelled) return;
     dispatching = true;
     try {
+      maybeReplan();
+      const lowest = new Map<Group<J, R>, number>();
       let progress = true;
       while (progress) {
         progress = false;
         for (const g of groupOrder) {
           if (pendingCount(g) === 0) continue;
+          const n = g.hosts.length;
+          const from = (cursor.get(g) ?? 0) % Math.max(1, n);
+          const floor = lowest.get(g) ?? 0;
           let best: HostState<H, J, R> | undefined;
           let bestLoad = Infinity;
-          for (const i of g.hosts) {
-            const h = hs[i];
+          let bestPos = 0;
+          for (let k = 0; k < n; k++) {
+            const pos = (from + k) % n;
+            const h = hs[g.hosts[pos]];
             if (!hasFree(h) || !canTake(g, h)) continue;
             const load = h.running / h.summary.slots;
             if (load < bestLoad) {
               best = h;
               bestLoad = load;
-              if (load === 0) break;
+              bestPos = pos;
+              if (load <= floor) break;
             }
           }
           if (!best) continue;
+          lowest.set(g, bestLoad);
+          cursor.set(g, bestPos + 1);
           const s = take(g, best);
           if (!s) continue;
           start(s, best);
@@ -394,6 +492,7 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
    */
   const fill = (h: HostState<H, J, R>) => {
     if (cancelled) return;
+    maybeReplan();
     for (const g of h.groups) {
       if (!hasFree(h)) return;
       while (hasFree(h) && pendingCount(g) > 0) {
@@ -419,7 +518,7 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
       for (const s of running) {
         if (s.finished || s.live.length !== 1) continue;
         const l = s.live[0];
-        if (l.host === (h as HostState<SchedulerHost, J, R>) || s.failedOn.has(h.index) || !h.groups.includes(s.group)) continue;
+        if (l.host === (h as HostState<SchedulerHost, J, R>) || s.failedOn?.has(h.index) || !h.groups.includes(s.group)) continue;
         const end = l.startedAt + (s.job.cost ?? mean);
         if (end > bestEnd) {
           best = s;
@@ -436,7 +535,7 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
     h.summary.attempts++;
     const attempt = ++s.started;
     const ac = new AbortController();
-    const t0 = Date.now();
+    const t0 = clock();
     const live: LiveAttempt<J, R> = { host: h as HostState<SchedulerHost, J, R>, ac, startedAt: t0 };
     s.live.push(live);
     running.add(s);
@@ -448,7 +547,7 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
       let retried = false;
       try {
         const result = await run(s.job, h.host, ac.signal, { attempt, previous: s.outcome.attempts.slice(), speculative });
-        record.durationMs = Date.now() - t0;
+        record.durationMs = clock() - t0;
         h.failuresInRow = 0;
         h.summary.completed++;
         if (s.finished) {
@@ -457,12 +556,16 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
         } else {
           okCount++;
           okMs += record.durationMs;
+          if (s.job.cost !== undefined) {
+            costedCount++;
+            costedOverMs += record.durationMs - s.job.cost;
+          }
           s.outcome.host = h.host.name;
           next = () => finish(s, 'done', { result });
         }
         s.outcome.attempts.push(record);
       } catch (error) {
-        record.durationMs = Date.now() - t0;
+        record.durationMs = clock() - t0;
         record.error = describeError(error);
         if (ac.signal.aborted && cancelled) {
           record.outcome = 'cancelled';
@@ -477,7 +580,7 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
           s.outcome.attempts.push(record);
           s.outcome.error = error;
           h.summary.infrastructureFailures++;
-          s.failedOn.add(h.index);
+          (s.failedOn ??= new Set()).add(h.index);
           if (++h.failuresInRow >= hostFailureLimit) next = () => markDown(h, `${h.failuresInRow} infrastructure failures in a row, the last: ${record.error}`);
           // Another copy still running carries the job on; otherwise retry.
           const others = s.live.length > 1;
@@ -489,6 +592,7 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
             else {
               s.group.retries.push(s);
               retried = true;
+              replanWanted = true;
             }
           };
           const down = next;
@@ -537,7 +641,14 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
   try {
     if (states.length === 0) resolveAll();
     failOrphans();
+    if (planned) {
+      // Longest first for the first wave; the plan follows while it runs (planning 10,000 jobs
+      // takes tens of milliseconds, which the first jobs need not wait for).
+      for (const g of groups.values()) g.queue.sort((a, b) => (b.job.cost ?? 0) - (a.job.cost ?? 0) || a.index - b.index);
+      lastPlan = states.length;
+    }
     dispatch();
+    if (planned && !cancelled) replan();
     if (cancelled) {
       // Wait for running jobs to stop, but not forever (a run function that ignores its signal).
       let timer: NodeJS.Timeout | undefined;
@@ -568,7 +679,7 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
   }
-  return { outcomes: states.map((s) => s.outcome), hosts: hs.map((h) => h.summary), cancelled, durationMs: Date.now() - started };
+  return { outcomes: states.map((s) => s.outcome), hosts: hs.map((h) => h.summary), cancelled, durationMs: clock() - started };
 }
 
 /** scenarios × guests × repeats as jobs (ids `scenario/guest/#n`). */
