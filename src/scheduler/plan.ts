@@ -106,17 +106,24 @@ function evenOut(byCost: readonly number[], c: Float64Array, slots: Float64Array
   for (let q = 0; counted < bulk.length; q++, counted++) count[byRemainder[q % active]]++;
 
   // 3. Longest first, to the slot with the most room per job still to take. Only the slot just
-  // served changes its key, and it is pushed again after the change.
+  // served changes its key, and it is out of the heap while it does.
   const load = slots.slice(0, active);
-  const key = (i: number) => (finish - load[i]) / count[i];
-  const heap = new MinHeap<number>((a, b) => key(a) > key(b) || (key(a) === key(b) && a < b));
-  for (let i = 0; i < active; i++) if (count[i] > 0) heap.push(i);
+  const key = new Float64Array(active);
+  const heap = new MinHeap<number>((a, b) => key[a] > key[b] || (key[a] === key[b] && a < b));
+  for (let i = 0; i < active; i++) {
+    if (count[i] === 0) continue;
+    key[i] = (finish - load[i]) / count[i];
+    heap.push(i);
+  }
   const start = new Float64Array(c.length);
   for (const j of bulk) {
     const i = heap.pop() as number;
     start[j] = load[i];
     load[i] += c[j];
-    if (--count[i] > 0) heap.push(i);
+    if (--count[i] > 0) {
+      key[i] = (finish - load[i]) / count[i];
+      heap.push(i);
+    }
   }
 
   // 4. By planned start, then the tail.
@@ -155,8 +162,10 @@ export function listSchedule(costs: ArrayLike<number>, ready: ArrayLike<number>,
 export const REPLAN = {
   /** Plan again once the pending jobs are down to this share of the last plan. */
   shrink: 0.5,
-  /** After a retry or a host going down, plan again at once when fewer than this many jobs per slot are pending. */
+  /** After a retry or a host going down, plan again when fewer than this many jobs per slot are pending… */
   endgameWaves: 3,
+  /** …and the pending jobs are down to this share of the last plan (each plan costs milliseconds of a busy event loop). */
+  endgameStep: 0.9,
   /**
    * The tail, in waves (× the slots), with speculation, once the up hosts' attempts fail often
    * enough to expect a failure per wave (failure rate × slots ≥ 1); none otherwise.

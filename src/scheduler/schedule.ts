@@ -310,8 +310,9 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
    * plan over the slots of the up hosts (plan.ts), each free now or when its running attempt is
    * expected to end; retries are charged to the slots that free first. Planned at the start and
    * again when the pending jobs have halved since the last plan, or near the end (fewer than
-   * `endgameWaves` jobs per slot) after a retry or a host going down: early deviations are
-   * evened out by the next planned re-plan, late ones cannot wait.
+   * `endgameWaves` jobs per slot) after a retry or a host going down, once a tenth of the
+   * pending jobs have started since the last plan: early deviations are evened out by the next
+   * halving, late ones cannot wait that long.
    */
   const planned = options.order === 'cost';
   let lastPlan = Infinity;
@@ -371,7 +372,7 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
     let pending = 0;
     for (const g of groups.values()) pending += g.queue.length - g.head;
     if (pending === 0) return;
-    if (pending <= lastPlan * REPLAN.shrink || (replanWanted && pending < REPLAN.endgameWaves * upSlots())) replan();
+    if (pending <= lastPlan * REPLAN.shrink || (replanWanted && pending <= lastPlan * REPLAN.endgameStep && pending < REPLAN.endgameWaves * upSlots())) replan();
   };
 
   /** Fails pending jobs of groups no up host can serve. */
@@ -545,6 +546,7 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
       const record: AttemptRecord = { host: h.host.name, attempt, startedAt: new Date(t0).toISOString(), durationMs: 0, outcome: 'ok', ...(speculative ? { speculative } : {}) };
       let next: (() => void) | undefined;
       let retried = false;
+      let copyLost = false;
       try {
         const result = await run(s.job, h.host, ac.signal, { attempt, previous: s.outcome.attempts.slice(), speculative });
         record.durationMs = clock() - t0;
@@ -584,6 +586,8 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
           if (++h.failuresInRow >= hostFailureLimit) next = () => markDown(h, `${h.failuresInRow} infrastructure failures in a row, the last: ${record.error}`);
           // Another copy still running carries the job on; otherwise retry.
           const others = s.live.length > 1;
+          // With speculation, the job is back to one copy: another host may back it up again now.
+          copyLost = others && speculate;
           const retry = () => {
             if (others) return;
             if (s.outcome.attempts.filter((a) => a.outcome === 'infrastructure').length >= maxAttempts) finish(s, 'infrastructure', { error });
@@ -617,7 +621,7 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
         emit({ type: 'attempt-end', job: s.job, host: h.host, record });
         next?.();
         settled();
-        if (retried || h.down) dispatch();
+        if (retried || copyLost || h.down) dispatch();
         else fill(h);
       }
     });

@@ -13,30 +13,35 @@ export class MinHeap<T> {
 
   push(x: T): void {
     const h = this.#items;
+    // Sift up with a hole instead of swaps: one write per level.
+    let i = h.length;
     h.push(x);
-    for (let i = h.length - 1; i > 0; ) {
+    while (i > 0) {
       const p = (i - 1) >> 1;
-      if (!this.#less(h[i], h[p])) break;
-      [h[i], h[p]] = [h[p], h[i]];
+      if (!this.#less(x, h[p])) break;
+      h[i] = h[p];
       i = p;
     }
+    h[i] = x;
   }
 
   pop(): T | undefined {
     const h = this.#items;
+    if (h.length === 0) return undefined;
     const top = h[0];
-    const last = h.pop();
-    if (h.length > 0 && last !== undefined) {
-      h[0] = last;
-      for (let i = 0; ; ) {
+    const last = h.pop() as T;
+    const n = h.length;
+    if (n > 0) {
+      let i = 0;
+      for (;;) {
         const l = 2 * i + 1;
-        let m = i;
-        if (l < h.length && this.#less(h[l], h[m])) m = l;
-        if (l + 1 < h.length && this.#less(h[l + 1], h[m])) m = l + 1;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m], h[i]];
+        if (l >= n) break;
+        const m = l + 1 < n && this.#less(h[l + 1], h[l]) ? l + 1 : l;
+        if (!this.#less(h[m], last)) break;
+        h[i] = h[m];
         i = m;
       }
+      h[i] = last;
     }
     return top;
   }
