@@ -134,16 +134,14 @@ function evenOut(byCost: readonly number[], c: Float64Array, slots: Float64Array
 
 /**
  * Replays `order` by list scheduling on slots free at `ready`: each job goes to the slot that
- * frees first. Returns the makespan. (For tests and the plan's check against longest-first:
- * what an order is worth when the costs are exact.)
+ * frees first. Returns when the last of the jobs ends (what runs on the slots before counts
+ * only through their ready times). For tests and the plan's check against longest-first: what
+ * an order is worth when the costs are exact.
  */
 export function listSchedule(costs: ArrayLike<number>, ready: ArrayLike<number>, order: readonly number[]): number {
   const free = new MinHeap<number>((a, b) => a < b);
   let end = 0;
-  for (let i = 0; i < ready.length; i++) {
-    free.push(ready[i]);
-    end = Math.max(end, ready[i]);
-  }
+  for (let i = 0; i < ready.length; i++) free.push(ready[i]);
   if (free.size === 0) return order.length === 0 ? 0 : Infinity;
   for (const j of order) {
     const t = (free.pop() as number) + costs[j];
@@ -160,6 +158,8 @@ export function listSchedule(costs: ArrayLike<number>, ready: ArrayLike<number>,
  * times and did worse; tails of 0.4, 1.0, 1.2, 1.3, 1.5, 2.45 and 3.45 waves did worse than 1.45.
  */
 export const REPLAN = {
+  /** Up to this many jobs, plan before the first dispatch; above, the first wave starts longest first. */
+  planFirstUpTo: 2000,
   /** Plan again once the pending jobs are down to this share of the last plan. */
   shrink: 0.5,
   /** After a retry or a host going down, plan again when fewer than this many jobs per slot are pending… */

@@ -645,14 +645,16 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
   try {
     if (states.length === 0) resolveAll();
     failOrphans();
-    if (planned) {
-      // Longest first for the first wave; the plan follows while it runs (planning 10,000 jobs
-      // takes tens of milliseconds, which the first jobs need not wait for).
+    // A large run starts its first wave longest first and plans while it runs (planning 10,000
+    // jobs takes about 10 ms, which a thousand slots need not wait for); a small one plans first,
+    // since its first wave is a good part of the plan.
+    const planLater = planned && states.length > REPLAN.planFirstUpTo;
+    if (planLater) {
       for (const g of groups.values()) g.queue.sort((a, b) => (b.job.cost ?? 0) - (a.job.cost ?? 0) || a.index - b.index);
       lastPlan = states.length;
-    }
+    } else if (planned) replan();
     dispatch();
-    if (planned && !cancelled) replan();
+    if (planLater && !cancelled) replan();
     if (cancelled) {
       // Wait for running jobs to stop, but not forever (a run function that ignores its signal).
       let timer: NodeJS.Timeout | undefined;
