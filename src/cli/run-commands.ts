@@ -63,7 +63,7 @@ async function fromConfig(file: string, flags: RunFlags): Promise<{ options: Par
       maxAttempts: cfg.limits.maxAttempts,
       hostFailureLimit: cfg.limits.hostFailureLimit,
       speculate: flags.speculate === true || cfg.limits.speculate,
-      // Longest first, by how long each scenario took in the newest runs of the history.
+      // The scheduler plans from how long each scenario took in the newest runs of the history.
       ...(cfg.history && existsSync(cfg.history) ? { expectedMs: (await expectedDurations([cfg.history])).byJob } : {}),
       jobTimeoutMs: cfg.limits.jobTimeoutMs,
       config: { name: cfg.name, file: resolve(file) },

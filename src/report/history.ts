@@ -267,7 +267,7 @@ export interface ExpectedDurations {
  * How long each scenario × guest took in the newest `maxRuns` records of `dirs` (by file
  * mtime): the median duration of the attempt that gave the job its verdict (passed or failed;
  * infrastructure errors and unfinished jobs say nothing about the job's length). The scheduler's
- * `cost` for longest-first ordering. Unreadable records are skipped and listed.
+ * `cost` for its planned order. Unreadable records are skipped and listed.
  */
 export async function expectedDurations(dirs: readonly string[], options: { maxRuns?: number; signal?: AbortSignal } = {}): Promise<ExpectedDurations> {
   const maxRuns = options.maxRuns ?? 20;

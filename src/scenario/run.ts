@@ -61,7 +61,7 @@ export interface RunOptions {
   speculate?: boolean;
   /**
    * Expected milliseconds per `durationKey(scenario, guest)` (from earlier runs: report
-   * `expectedDurations`). When any job has one, jobs start longest first (see `jobCosts`).
+   * `expectedDurations`). When any job has one, jobs run in the order of the scheduler's plan (see `jobCosts`).
    */
   expectedMs?: ReadonlyMap<string, number>;
   /** Limit of one job (its VM is stopped when it passes). */
@@ -207,8 +207,8 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
 }
 
 /**
- * Sets each job's `cost` from `expected` and returns the scheduler order: `cost` (longest first,
- * the shorter tail) when any job has an expected duration, else `input`. A job with none gets the
+ * Sets each job's `cost` from `expected` and returns the scheduler order: `cost` (a plan that
+ * makes the slots finish together) when any job has an expected duration, else `input`. A job with none gets the
  * longest known one: an unknown job may be long, and a long job started last is the worst tail.
  */
 export function jobCosts<J>(jobs: Array<Job<J>>, expected: (job: Job<J>) => number | undefined): 'cost' | 'input' {

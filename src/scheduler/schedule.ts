@@ -132,8 +132,9 @@ export interface ScheduleOptions<J, H extends SchedulerHost> {
   cancelGraceMs?: number;
   /**
    * `input`: jobs in the given order; `cost`: by a plan over the slots from the jobs' `cost`
-   * (longest first, counts per slot chosen so that every slot finishes at the same time; with
-   * `speculate`, a thin final wave of the shortest jobs), planned again as the run goes (plan.ts).
+   * (counts per slot chosen so that every slot finishes at the same time, longest first within a
+   * slot; with `speculate` and failing attempts, a tail of the shortest jobs for backups),
+   * planned again as the run goes (plan.ts).
    * @default 'input'
    */
   order?: 'input' | 'cost';
