@@ -43,7 +43,7 @@ export interface Job<J> {
   payload: J;
   /** Tags a host must have. */
   requires?: readonly string[];
-  /** Expected duration (ms; any unit if all jobs use it). With order 'cost', the order comes from a plan that evens out the slots (plan.ts). */
+  /** Expected duration in ms (the plan corrects it by how much measured attempts exceed it). With order 'cost', the order comes from a plan that evens out the slots (plan.ts). */
   cost?: number;
 }
 
