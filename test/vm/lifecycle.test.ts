@@ -69,6 +69,15 @@ test('reset, pause and resume drive the VM state; QMP errors are VmErrors naming
   t.is((await vm.execute<{ status: string }>('query-status')).status, 'paused');
   await vm.resume();
   t.is((await vm.execute<{ status: string }>('query-status')).status, 'running');
+  // A reset of a running VM leaves it running (reset() continues it if QEMU left it in
+  // prelaunch); of a paused one, stopped, as QEMU does.
+  await vm.reset();
+  t.is((await vm.execute<{ status: string }>('query-status')).status, 'running');
+  await vm.pause();
+  await vm.reset();
+  t.is((await vm.execute<{ status: string }>('query-status')).status, 'prelaunch');
+  await vm.resume();
+  t.is((await vm.execute<{ status: string }>('query-status')).status, 'running');
   const e = await t.throwsAsync(vm.execute('no-such-command'), { instanceOf: VmError });
   t.is(e?.kind, 'qmp');
   t.regex(e?.message ?? '', /QMP no-such-command/);
