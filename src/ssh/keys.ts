@@ -45,12 +45,23 @@ export function normalizeFingerprint(fp: string): string {
  * (unencrypted), `publicKey` a `ssh-ed25519 AAAA… comment` line. Made by ssh2's keygen over
  * node:crypto; `ssh-keygen -y` reads it back (tested).
  */
-export function generateKeyPair(type: 'ed25519' = 'ed25519', opts: { comment?: string } = {}): Promise<{ privateKey: string; publicKey: string }> {
-  if (type !== 'ed25519') return Promise.reject(new TypeError(`Expected key type \`ed25519\`, got \`${String(type)}\``));
-  return new Promise((resolve, reject) => {
-    ssh2.utils.generateKeyPair('ed25519', { comment: opts.comment ?? 'cbt-harness' }, (err, keys) => {
-      if (err) reject(new SshKeyError(`ed25519 key generation failed: ${err.message}`, { cause: err }));
-      else resolve({ privateKey: keys.private, publicKey: keys.public });
+export async function generateKeyPair(type: 'ed25519' = 'ed25519', opts: { comment?: string } = {}): Promise<{ privateKey: string; publicKey: string }> {
+  if (type !== 'ed25519') throw new TypeError(`Expected key type \`ed25519\`, got \`${String(type)}\``);
+  // ssh2's keygen strips leading zero bytes from the ed25519 public key, so about one key in 256
+  // comes out malformed (mscdex/ssh2 issues 1390 and 1513; seen as a CI failure here). Such a pair
+  // is drawn again: each draw is good with probability 255/256, so 8 draws all failing is ~1e-19.
+  let last = '';
+  for (let draw = 0; draw < 8; draw++) {
+    const keys = await new Promise<{ private: string; public: string }>((resolve, reject) => {
+      ssh2.utils.generateKeyPair('ed25519', { comment: opts.comment ?? 'cbt-harness' }, (err, k) => {
+        if (err) reject(new SshKeyError(`ed25519 key generation failed: ${err.message}`, { cause: err }));
+        else resolve(k);
+      });
     });
-  });
+    const priv = ssh2.utils.parseKey(keys.private);
+    const pub = ssh2.utils.parseKey(keys.public);
+    if (!(priv instanceof Error) && !(pub instanceof Error)) return { privateKey: keys.private, publicKey: keys.public };
+    last = (priv instanceof Error ? priv : (pub as Error)).message;
+  }
+  throw new SshKeyError(`ed25519 key generation gave 8 malformed pairs in a row (last: ${last})`);
 }
