@@ -28,7 +28,7 @@ import PQueue from 'p-queue';
 import { isInfrastructureError } from '../hosts/index.ts';
 import { MinHeap } from '../util/index.ts';
 import { SchedulerError } from './errors.ts';
-import { balancedOrder, REPLAN } from './plan.ts';
+import { balancedOrder, longestFirst, REPLAN } from './plan.ts';
 
 export interface SchedulerHost {
   readonly name: string;
@@ -279,6 +279,7 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
   // Mean duration of completed attempts: the expected length of a job without a `cost`.
   let okCount = 0;
   let okMs = 0;
+  const meanOkMs = () => (okCount > 0 ? okMs / okCount : 0);
   // How much longer than its `cost` a completed attempt took, on average (start-up, transfer,
   // timer latency): added to every cost when planning.
   let costedCount = 0;
@@ -337,7 +338,7 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
   };
   const replan = () => {
     const now = clock();
-    const mean = okCount > 0 ? okMs / okCount : 0;
+    const mean = meanOkMs();
     const over = costedCount > 0 ? costedOverMs / costedCount : 0;
     const expected = (s: JobState<J, R>) => Math.max(0, s.job.cost === undefined ? mean : s.job.cost + over);
     const ready = new MinHeap<number>((a, b) => a < b);
@@ -514,7 +515,7 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
   const backup = (h: HostState<H, J, R>) => {
     while (hasFree(h) && !cancelled) {
       for (const g of h.groups) if (pendingCount(g) > 0 && canTake(g, h)) return;
-      const mean = okCount > 0 ? okMs / okCount : 0;
+      const mean = meanOkMs();
       let best: JobState<J, R> | undefined;
       let bestEnd = -Infinity;
       for (const s of running) {
@@ -651,7 +652,10 @@ export async function schedule<J, R, H extends SchedulerHost>(jobs: Iterable<Job
     // since its first wave is a good part of the plan.
     const planLater = planned && states.length > REPLAN.planFirstUpTo;
     if (planLater) {
-      for (const g of groups.values()) g.queue.sort((a, b) => (b.job.cost ?? 0) - (a.job.cost ?? 0) || a.index - b.index);
+      for (const g of groups.values()) {
+        const queue = g.queue;
+        g.queue = longestFirst(queue.map((s) => s.job.cost ?? 0)).map((i) => queue[i]);
+      }
       lastPlan = states.length;
     } else if (planned) replan();
     dispatch();
