@@ -16,6 +16,7 @@ import { epochRecord, clip, type AccelInfo, type EpochRecord, type GuestInfo, ty
 import { generateKeyPair } from '../ssh/index.ts';
 import { startVm, VmError, type RunningVm, type VmSpec } from '../vm/index.ts';
 import { acceptable, type Verdict } from '../verify/index.ts';
+import { StepError, JobInfrastructureError } from './errors.ts';
 import { parseScenario } from './loader.ts';
 import { verifyImages } from './oracle.ts';
 import { deriveSeed } from './seeds.ts';
@@ -73,16 +74,7 @@ export interface JobOutcome {
   durationMs: number;
 }
 
-/** A step that cannot run in the current state, or a guest/host action that failed. */
-export class StepError extends Error {
-  override name = 'StepError';
-}
-
-/** The infrastructure failed (not the tracker): the VM did not start or boot. */
-export class JobInfrastructureError extends Error {
-  override name = 'JobInfrastructureError';
-  readonly infrastructure = true;
-}
+export { StepError, JobInfrastructureError } from './errors.ts';
 
 const META_MIB = 64;
 const MiB = 1024 * 1024;
