@@ -22,7 +22,8 @@ export const ALLOWED: Record<string, string[]> = {
   guest: ['ssh', 'vm', 'qmp'],
   hosts: ['ssh', 'vm', 'qmp', 'guest', 'config'],
   scheduler: ['hosts'],
-  scenario: ['config', 'qcow2', 'disk', 'fs/ntfs', 'truth', 'cbt', 'verify', 'qmp', 'vm', 'guest', 'ssh', 'hosts', 'scheduler', 'report'],
+  trackers: [],
+  scenario: ['config', 'qcow2', 'disk', 'fs/ntfs', 'truth', 'cbt', 'verify', 'qmp', 'vm', 'guest', 'ssh', 'hosts', 'scheduler', 'report', 'trackers'],
   report: ['verify', 'config'],
   cli: ['*'],
 };

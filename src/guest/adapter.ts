@@ -74,6 +74,16 @@ export interface PowerButtonInfo {
 export interface GuestAdapter {
   readonly os: 'linux-ref' | 'windows';
   readonly supports: ReadonlySet<GuestOperation>;
+  /**
+   * Resolves when the guest answers after a boot the runner made (a VM start, a reset, a power
+   * cut's restart) and its tracking is set up; drops any connection to the previous boot first.
+   */
+  ready(opts?: GuestCallOptions): Promise<void>;
+  /**
+   * A disk came back (hot-plugged again): set tracking up on it again where the guest does not do
+   * that by itself. Absent: nothing to do.
+   */
+  reattached?(disk: GuestDisk, opts?: GuestCallOptions): Promise<void>;
   /** Orderly restart; resolves when the guest is back and answering commands. */
   reboot(opts?: GuestCallOptions): Promise<void>;
   /** Orderly power-off; resolves once the guest accepted it (the VM layer waits for QEMU to exit). */

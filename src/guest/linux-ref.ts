@@ -14,6 +14,10 @@ export interface LinuxRefAdapterOptions {
   fio?: boolean;
   /** Default limit of one guest command. @default 120000 */
   commandTimeoutMs?: number;
+  /** The guest tracks the data disks itself (dm-era): a disk plugged back needs its tracking set up again. @default true */
+  trackedInGuest?: boolean;
+  /** How long `ready` waits for the guest after a boot. @default 180000 */
+  readyTimeoutMs?: number;
 }
 
 const OPS: GuestOperation[] = ['reboot', 'shutdown', 'offline', 'online', 'disable', 'enable', 'write', 'checkpoint', 'flush', 'powerbutton-action'];
@@ -84,6 +88,21 @@ export class LinuxRefAdapter implements GuestAdapter {
     const s = this.#shell;
     this.#shell = null;
     await s?.close().catch(() => {});
+  }
+
+  async ready(opts: GuestCallOptions = {}): Promise<void> {
+    await this.#dropShell();
+    const limitMs = opts.timeoutMs ?? this.#opts.readyTimeoutMs ?? 180_000;
+    const secs = Math.max(1, Math.ceil(limitMs / 1000));
+    await this.run(`cbt-ctl wait-ready ${secs}`, 'probe', { signal: opts.signal, timeoutMs: limitMs + 20_000 });
+  }
+
+  async reattached(disk: GuestDisk, opts: GuestCallOptions = {}): Promise<void> {
+    if (this.#opts.trackedInGuest === false) return;
+    // The device came back under the same serial: tear the stale dm-era stack down (if any) and
+    // load tracking again on the existing metadata.
+    await this.run(`cbt-ctl offline ${shellWord(disk.serial)} || true`, 'offline', opts);
+    await this.online(disk, opts);
   }
 
   async reboot(opts: GuestCallOptions = {}): Promise<void> {

@@ -331,6 +331,28 @@ export class WindowsAdapter implements GuestAdapter {
 
   // -- power -----------------------------------------------------------------------------------
 
+  async ready(opts: GuestCallOptions = {}): Promise<void> {
+    const limitMs = opts.timeoutMs ?? this.options.rebootTimeoutMs;
+    const deadline = Date.now() + limitMs;
+    await this.#dropShell();
+    let last: unknown = null;
+    while (Date.now() < deadline) {
+      try {
+        await this.#shellUntil(deadline, opts.signal);
+        await this.#probe({ signal: opts.signal, timeoutMs: Math.max(1, Math.min(120_000, deadline - Date.now())) });
+        return;
+      } catch (e) {
+        if (opts.signal?.aborted) throw e;
+        const kind = (e as { kind?: string; cause?: { kind?: string } }).cause?.kind;
+        if (kind === 'auth' || kind === 'host-key') throw e;
+        last = e;
+      }
+      await this.#dropShell();
+      await sleep(Math.max(0, Math.min(2000, deadline - Date.now())), undefined, { signal: opts.signal });
+    }
+    throw new GuestError('timeout', `the Windows guest did not answer within ${limitMs} ms of its boot${last ? ` (last: ${(last as Error).message})` : ''}`, { os: 'windows', operation: 'probe', cause: last ?? undefined });
+  }
+
   async reboot(opts: GuestCallOptions = {}): Promise<void> {
     const deadline = Date.now() + (opts.timeoutMs ?? this.options.rebootTimeoutMs);
     const before = await this.#probe(opts);

@@ -25,6 +25,7 @@ import {
   type AttemptInfo,
   type BlockRange,
   type EpochRecord,
+  type GuestInfo,
   type HostInfo,
   type HostType,
   type JobArtifacts,
@@ -165,6 +166,8 @@ export interface JobEnd {
   attempts?: AttemptInfo[];
   artifacts?: JobArtifacts;
   endedAt?: string;
+  /** What the job learned of its guest and tracker once it booted (OS build, driver version); replaces the planned `guest`. */
+  guest?: GuestInfo;
 }
 
 interface JobState {
@@ -288,7 +291,7 @@ export class RunRecorder {
     const job: JobRecord = {
       id: s.ref.id,
       scenario: s.ref.scenario,
-      guest: s.ref.guest,
+      guest: end.guest ?? s.ref.guest,
       host: end.host !== undefined ? end.host : (s.ref.host ?? null),
       seed: s.ref.seed,
       repeat: s.ref.repeat,

@@ -1,7 +1,13 @@
 /**
  * One job: a scenario run once on the machine where QEMU runs. Boots the guest, drives the steps,
- * keeps the epoch protocol (guest checkpoint first, then pause + external snapshot + resume),
- * verifies each epoch offline next to the images, and returns everything the run record needs.
+ * keeps the epoch protocol (guest checkpoint first, then pause + external snapshot + the
+ * tracker's host side + resume), verifies each epoch offline next to the images, and returns
+ * everything the run record needs.
+ *
+ * The runner talks to the guest only through `GuestAdapter` and to the tracker only through
+ * `Tracker` (src/trackers/): it never names either. What the VM and disks are doing, and which
+ * steps that rules out, is `JobState` (machine.ts); provisioning is guests.ts and disks.ts, the
+ * record's parts outcome.ts.
  *
  * The same function runs in-process for the local host and behind `cbt-harness job run` on a
  * remote host (ssh, docker), so QMP, the guest's SSH and the images never leave that host.
@@ -9,153 +15,66 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execa } from 'execa';
 import { defaultProviders } from '../cbt/index.ts';
-import { buildLinuxRef, linuxRefImageFrom, connectLinuxRef, LinuxRefAdapter, linuxRefVmSpec, planWrites, GuestError, type GuestDisk, type GuestHostKey, type GuestOperation, type LinuxRefManifest } from '../guest/index.ts';
-import { epochRecord, clip, type AccelInfo, type EpochRecord, type GuestInfo, type JobArtifacts, type JobStatus, type StepRecord, type TimelineEvent } from '../report/index.ts';
-import { generateKeyPair } from '../ssh/index.ts';
+import { GuestError, planWrites, type GuestAdapter, type GuestDisk } from '../guest/index.ts';
+import { clip, type AccelInfo, type EpochRecord, type JobStatus, type StepRecord, type TimelineEvent } from '../report/index.ts';
+import { trackerFor, type Tracker, type VerifyPlan } from '../trackers/index.ts';
 import { startVm, VmError, type RunningVm, type VmSpec } from '../vm/index.ts';
 import { acceptable, type Verdict } from '../verify/index.ts';
-import { StepError, JobInfrastructureError } from './errors.ts';
+import { createDataDisks } from './disks.ts';
+import { JobInfrastructureError, StepError } from './errors.ts';
+import { guestOperations, prepareGuest, resolveGuest, type PreparedGuest } from './guests.ts';
+import { JOB_SPEC_VERSION, type JobHooks, type JobObserver, type JobOutcome, type JobSpec } from './job-spec.ts';
 import { parseScenario } from './loader.ts';
+import { JobState, type StepOutcome } from './machine.ts';
 import { verifyImages } from './oracle.ts';
+import { epochOf, guestInfo } from './outcome.ts';
 import { deriveSeed } from './seeds.ts';
-import { parseSize } from './units.ts';
-import type { DiskSpec, Scenario, Step } from './types.ts';
-
-/** Bumped whenever JobSpec or JobOutcome change meaning: a host running another harness refuses the job. */
-export const JOB_SPEC_VERSION = 2;
-
-export interface JobSpec {
-  /** JOB_SPEC_VERSION of the scheduling harness (absent: this process made it). */
-  version?: number;
-  jobId: string;
-  runId: string;
-  /** The scenario file's path (for messages) and its text (a remote host needs nothing else). */
-  scenarioFile: string;
-  scenarioText: string;
-  /** The job's seed (derived from the run seed, the scenario and the repeat). */
-  seed: number;
-  repeat: number;
-  /** Created if absent; holds images, console logs and the timeline. */
-  workDir: string;
-  /** @default 'auto' */
-  accel?: 'auto' | 'kvm' | 'tcg';
-  /** Keep the qcow2 images after the job (they can be large). @default false */
-  keepImages?: boolean;
-  /** Guest image cache folder. @default the image module's default */
-  imageCacheDir?: string;
-  /** Acceptable verdicts for every verify, overriding the scenario's (a run config's matrix entry). */
-  expect?: Verdict[];
-  /** A prebuilt linux-ref image staged on this host: the folder holding its files, and its manifest. Skips the build. */
-  stagedImage?: { dir: string; manifest: LinuxRefManifest };
-}
-
-export interface JobObserver {
-  event?(e: TimelineEvent): void;
-  step?(s: StepRecord): void | Promise<void>;
-  epoch?(e: EpochRecord): void | Promise<void>;
-}
-
-export interface JobOutcome {
-  jobId: string;
-  status: JobStatus;
-  error?: string;
-  /** The failure was the infrastructure's (VM did not boot…): the scheduler may retry elsewhere. */
-  infrastructure?: boolean;
-  accel?: AccelInfo;
-  guest: GuestInfo;
-  steps: StepRecord[];
-  epochs: EpochRecord[];
-  timeline: TimelineEvent[];
-  artifacts: JobArtifacts;
-  startedAt: string;
-  endedAt: string;
-  durationMs: number;
-}
+import { allSteps, neededOperations, stepArgs } from './steps.ts';
+import type { Scenario, Step } from './types.ts';
 
 export { StepError, JobInfrastructureError } from './errors.ts';
-
-const META_MIB = 64;
-const MiB = 1024 * 1024;
-
-interface DiskRuntime {
-  spec: DiskSpec;
-  guest: GuestDisk;
-  /** What the guest can do with it now. */
-  plugged: boolean;
-  online: boolean;
-  enabled: boolean;
-}
-
-interface OpenEpoch {
-  index: number;
-  disk: string;
-  base: string;
-  /** dm-era era at the checkpoint, or the qemu bitmap's name. */
-  id: string;
-  startedAt: string;
-}
-
-/** Guest operations a step needs from the adapter (checked before the VM starts). */
-function neededOps(steps: Iterable<Step>, tracker: string): Set<string> {
-  const ops = new Set<string>();
-  for (const s of steps) {
-    if (s.kind === 'checkpoint' && tracker !== 'qemu-bitmap') ops.add('checkpoint');
-    if (['write', 'fio', 'reboot', 'shutdown', 'offline', 'online', 'disable', 'enable', 'hibernate'].includes(s.kind)) ops.add(s.kind);
-  }
-  return ops;
-}
-
-function* allSteps(steps: readonly Step[], path = ''): Generator<{ step: Step; path: string }> {
-  for (const [i, s] of steps.entries()) {
-    const p = `${path}${i}`;
-    if (s.kind === 'repeat') for (let k = 0; k < s.times; k++) yield* allSteps(s.steps, `${p}.${k}.`);
-    else yield { step: s, path: p };
-  }
-}
-
-function stepArgs(s: Step): Record<string, unknown> {
-  const { allowFailure: _a, source: _s, kind: _k, ...rest } = s as Step & Record<string, unknown>;
-  return rest;
-}
+export { JOB_SPEC_VERSION, type JobHooks, type JobObserver, type JobOutcome, type JobSpec } from './job-spec.ts';
 
 function iso(t = Date.now()): string {
   return new Date(t).toISOString();
 }
 
+const guestDisk = (id: string): GuestDisk => ({ id, serial: id });
+
 export class JobRunner {
   readonly spec: JobSpec;
   readonly scenario: Scenario;
+  readonly tracker: Tracker;
+  readonly state: JobState;
   readonly #observer: JobObserver;
+  readonly #hooks: JobHooks;
   readonly #signal: AbortSignal | undefined;
   readonly #timeline: TimelineEvent[] = [];
   readonly #steps: StepRecord[] = [];
   readonly #epochs: EpochRecord[] = [];
-  readonly #disks = new Map<string, DiskRuntime>();
-  readonly #open = new Map<string, OpenEpoch>();
-  #epochCounter = 0;
   #vm: RunningVm | null = null;
   #vmSpec: VmSpec | null = null;
-  #adapter: LinuxRefAdapter | null = null;
-  #auth: { privateKey: string; hostKey: GuestHostKey } | null = null;
-  #consoleMark = 0;
+  #guest: PreparedGuest | null = null;
   #boot = 0;
   #accel: AccelInfo | undefined;
-  #kernel = 'unknown';
-  #logDir: string;
+  #qemuVersion: string | undefined;
+  #lastPlan: VerifyPlan | undefined;
+  readonly #logDir: string;
   #offQmp: (() => void) | null = null;
-  /** qemu-bitmap: QEMU exited cleanly (storing the bitmaps) since the epoch began. */
-  #cleanExitSinceEpoch = false;
-  /** The running QEMU was started by a power cut's restart (the killed one never stored its bitmaps). */
-  #sessionFromPowercut = false;
   /** Every image file this job created (start images and snapshot overlays), for clean-up. */
   readonly #files = new Set<string>();
+  /** Each disk's top image as of the last time the VM was seen (QEMU moves it at each snapshot). */
+  readonly #tops = new Map<string, string>();
 
-  constructor(spec: JobSpec, observer: JobObserver = {}, signal?: AbortSignal) {
+  constructor(spec: JobSpec, observer: JobObserver = {}, signal?: AbortSignal, hooks: JobHooks = {}) {
     this.spec = spec;
     this.scenario = parseScenario(spec.scenarioText, spec.scenarioFile);
+    // The loader accepted the name, so it is a built-in tracker or a plugin path.
+    this.tracker = trackerFor(this.scenario.tracker)!;
+    this.state = new JobState(this.scenario.disks, (s) => this.tracker.verifyRefusal(s));
     this.#observer = observer;
+    this.#hooks = hooks;
     this.#signal = signal;
     this.#logDir = join(spec.workDir, 'logs');
   }
@@ -169,25 +88,24 @@ export class JobRunner {
     this.#event({ at: iso(), kind: 'note', message });
   }
 
-  get #tracker(): string {
-    return this.scenario.tracker;
+  get #adapter(): GuestAdapter {
+    if (!this.#guest) throw new StepError('internal: the guest is not prepared');
+    return this.#guest.adapter;
   }
 
-  /** Checks what can be checked before a VM starts: guest, tracker, operations. */
+  /** Checks what can be checked before a VM starts: guest, tracker, operations, disk buses. */
   precheck(): void {
     const s = this.scenario;
-    if (s.guest !== 'linux-ref') {
-      throw new StepError(`guest \`${s.guest}\` is not in this host's image catalog (built in: linux-ref; Windows images are built with \`cbt-harness image build windows\`)`);
+    const t = this.tracker;
+    const kind = resolveGuest(s.guest, this.spec.guests ?? {}).kind;
+    if (!t.guests.includes(kind)) {
+      throw new StepError(`tracker \`${t.name}\` cannot run on the ${kind} guest \`${s.guest}\` (it runs on: ${t.guests.join(', ')})`);
     }
-    if (s.tracker !== 'dm-era' && s.tracker !== 'qemu-bitmap') {
-      throw new StepError(`tracker \`${s.tracker}\` cannot run on the linux-ref guest (it tracks with dm-era or QEMU's persistent bitmaps; cbtf needs a Windows guest with the driver)`);
-    }
-    const ops = neededOps((function* (st) {
-      for (const x of allSteps(st)) yield x.step;
-    })(s.steps), s.tracker);
-    const supported = LinuxRefAdapter.operations(true);
-    const missing = [...ops].filter((o) => !supported.has(o as GuestOperation));
-    if (missing.length) throw new GuestError('unsupported', `The linux-ref guest adapter does not support ${missing.map((m) => `\`${m}\``).join(', ')} (used by ${s.file})`, { os: 'linux-ref', operation: missing.join(',') });
+    const setup = t.guestSetup(s.trackerOptions);
+    const ops = neededOperations(s.steps, t.guestCheckpoint);
+    const supported = guestOperations(s.guest, this.spec.guests ?? {}, setup, ops);
+    const missing = [...ops].filter((o) => !supported.has(o));
+    if (missing.length) throw new GuestError('unsupported', `The ${kind} guest adapter does not support ${missing.map((m) => `\`${m}\``).join(', ')} (used by ${s.file})`, { os: kind, operation: missing.join(',') });
     for (const { step } of allSteps(s.steps)) {
       if (step.kind === 'unplug' && step.mode === 'surprise') {
         const d = s.disks.find((x) => x.id === step.disk);
@@ -205,7 +123,9 @@ export class JobRunner {
       this.precheck();
       await mkdir(this.#logDir, { recursive: true });
       await this.#prepare();
-      await this.#boot1();
+      await this.#start();
+      this.state.booted();
+      this.#note(`guest up (accel ${this.#accel?.used}: ${this.#accel?.reason})`);
       for (const { step, path } of allSteps(this.scenario.steps)) {
         this.#signal?.throwIfAborted();
         const ok = await this.#runStep(step, path);
@@ -223,16 +143,23 @@ export class JobRunner {
       await this.#teardown().catch((e) => this.#note(`teardown: ${(e as Error).message}`));
     }
     if (status === 'passed' && this.#epochs.some((e) => !e.acceptable)) status = 'failed';
-    const timelinePath = join(this.spec.workDir, 'timeline.json');
-    await writeFile(timelinePath, `${JSON.stringify(this.#timeline)}\n`).catch(() => undefined);
+    await writeFile(join(this.spec.workDir, 'timeline.json'), `${JSON.stringify(this.#timeline)}\n`).catch(() => undefined);
     const ended = Date.now();
+    const kind = (() => {
+      try {
+        return resolveGuest(this.scenario.guest, this.spec.guests ?? {}).kind;
+      } catch {
+        return null;
+      }
+    })();
+    const os = this.#guest?.os ?? (kind ? { family: kind === 'windows' ? ('windows' as const) : ('linux' as const), build: `${this.scenario.guest} (not booted)` } : null);
     return {
       jobId: this.spec.jobId,
       status,
       ...(error ? { error } : {}),
       ...(infrastructure ? { infrastructure } : {}),
       accel: this.#accel,
-      guest: { name: this.scenario.guest, os: { family: 'linux', build: `linux-ref ${this.#kernel}`, kernel: this.#kernel }, tracker: { name: this.#tracker, decoder: this.#tracker, version: this.#tracker === 'dm-era' ? `dm-era (kernel ${this.#kernel})` : 'qemu 7.2 persistent bitmap' } },
+      guest: guestInfo(this.scenario.guest, os, this.tracker, { qemu: this.#qemuVersion, plan: this.#lastPlan }),
       steps: this.#steps,
       epochs: this.#epochs,
       timeline: this.#timeline,
@@ -245,56 +172,34 @@ export class JobRunner {
 
   async #prepare(): Promise<void> {
     const s = this.scenario;
-    let image;
-    try {
-      image = this.spec.stagedImage ? linuxRefImageFrom(this.spec.stagedImage.dir, this.spec.stagedImage.manifest) : await buildLinuxRef({ cacheDir: this.spec.imageCacheDir, signal: this.#signal });
-    } catch (e) {
-      throw new JobInfrastructureError(`the linux-ref image could not be built: ${(e as Error).message}`, { cause: e });
-    }
-    this.#kernel = image.kernelRelease;
-    const keys = await generateKeyPair('ed25519', { comment: `cbt-${this.spec.runId}` });
-    const disks = [];
-    for (const d of s.disks) {
-      const path = join(this.spec.workDir, `${d.id}.qcow2`);
-      await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=65536', path, String(d.size)], { cancelSignal: this.#signal });
-      disks.push({ id: d.id, path, bus: d.bus, format: 'qcow2' as const });
-      this.#files.add(path);
-      this.#disks.set(d.id, { spec: d, guest: { id: d.id, serial: d.id }, plugged: true, online: true, enabled: true });
-    }
-    const opt = s.trackerOptions;
-    // The loader checked both options with parseSize.
-    const blockSize = opt.blockSize === undefined ? 65536 : parseSize(opt.blockSize as string | number)!;
-    const usesFio = [...allSteps(s.steps)].some((x) => x.step.kind === 'fio');
-    const { spec, hostKey } = linuxRefVmSpec(image, {
+    const disks = await createDataDisks(s.disks, this.spec.workDir, this.#signal);
+    for (const d of disks) this.#files.add(d.path);
+    const setup = this.tracker.guestSetup(s.trackerOptions);
+    this.#guest = await prepareGuest({
       runId: this.spec.runId,
       vmId: this.spec.jobId,
-      authorizedKeys: [keys.publicKey],
+      guest: s.guest,
+      catalog: this.spec.guests ?? {},
       disks,
-      untracked: this.#tracker === 'dm-era' ? [] : disks.map((d) => d.id),
-      eraBlockSectors: blockSize / 512,
-      metadataMiB: META_MIB,
-      variant: opt.metadataFault === 'drop-writes' ? 'drop_writes' : 'normal',
-      tools: usesFio,
+      tracker: setup,
+      operations: neededOperations(s.steps, this.tracker.guestCheckpoint),
       accel: this.spec.accel ?? 'auto',
+      workDir: this.spec.workDir,
       logDir: this.#logDir,
+      imageCacheDir: this.spec.imageCacheDir,
+      stagedImage: this.spec.stagedImage,
+      signal: this.#signal,
+      vm: () => this.#vm,
+      connectWindows: this.#hooks.connectWindows,
     });
-    this.#vmSpec = spec;
-    this.#auth = { privateKey: keys.privateKey, hostKey };
-    this.#adapter = new LinuxRefAdapter({
-      fio: usesFio,
-      connect: async ({ signal }) => {
-        const vm = this.#requireVm('connect to the guest');
-        return connectLinuxRef(vm, this.#auth!, { signal: signal ?? this.#signal, sinceConsoleOffset: this.#consoleMark, timeoutMs: 180_000 });
-      },
-      beforeRestart: () => {
-        this.#consoleMark = this.#vm?.console.end ?? 0;
-      },
-    });
+    for (const d of this.#guest.vmSpec.disks ?? []) if (d.format !== 'raw' && !d.readOnly) this.#files.add(d.path);
+    this.#vmSpec = this.#guest.vmSpec;
     this.#adapter.onCommand((r) => this.#event({ at: iso(r.startedAt), kind: 'guest', command: clip(r.command, 512), exitCode: r.exitCode, durationMs: r.durationMs, ...(r.exitCode ? { stderr: clip(r.stderr ?? '', 1024, 'tail') } : {}) }));
   }
 
-  #requireVm(what: string): RunningVm {
-    if (!this.#vm || !this.#vm.running) throw new StepError(`cannot ${what}: the VM is not running`);
+  #requireVm(): RunningVm {
+    // JobState refused the step when the VM is not running; this is the runner's own check.
+    if (!this.#vm || !this.#vm.running) throw new StepError('the VM is not running');
     return this.#vm;
   }
 
@@ -310,7 +215,7 @@ export class JobRunner {
     try {
       if (vmPromise) vm = await vmPromise;
       else {
-        const spec = { ...this.#vmSpec!, disks: this.#vmSpec!.disks?.map((d) => ({ ...d, path: this.#currentTop(d.id) ?? d.path })) };
+        const spec = { ...this.#vmSpec!, disks: this.#vmSpec!.disks?.map((d) => ({ ...d, path: this.#tops.get(d.id) ?? d.path })) };
         vm = await startVm(spec, { signal: this.#signal, boot: this.#boot, accelChoice: this.#vm?.accel });
       }
     } catch (e) {
@@ -319,70 +224,39 @@ export class JobRunner {
     this.#vm = vm;
     this.#vmSpec = { ...this.#vmSpec!, disks: this.#vmSpec!.disks?.map((d) => ({ ...d, path: vm.disk(d.id).topPath })) };
     this.#accel ??= { used: vm.accel.accel, requested: vm.accel.requested, reason: vm.accel.reason };
+    if (this.#qemuVersion === undefined) {
+      const v = await vm.qmp.execute<{ qemu?: { major: number; minor: number; micro: number } }>('query-version').catch(() => null);
+      if (v?.qemu) this.#qemuVersion = `${v.qemu.major}.${v.qemu.minor}.${v.qemu.micro}`;
+    }
     this.#watch(vm);
-    this.#consoleMark = 0;
+    this.#guest!.vmStarted(vm);
     await this.#waitGuest();
   }
 
-  #lastTops = new Map<string, string>();
-
-  #currentTop(id: string): string | undefined {
-    return this.#lastTops.get(id);
-  }
-
   async #waitGuest(): Promise<void> {
-    const a = this.#adapter!;
-    await a.close();
     try {
-      await a.run('cbt-ctl wait-ready 180', 'probe', { timeoutMs: 200_000 });
+      await this.#adapter.ready({ signal: this.#signal });
     } catch (e) {
       if (this.#boot === 1) throw new JobInfrastructureError(`the guest did not come up: ${(e as Error).message}`, { cause: e });
       throw e;
     }
   }
 
-  async #boot1(): Promise<void> {
-    await this.#start();
-    this.#note(`guest up (accel ${this.#accel?.used}: ${this.#accel?.reason})`);
-  }
-
   #rememberTops(): void {
-    if (this.#vm) for (const d of this.#vm.disks) this.#lastTops.set(d.spec.id, d.topPath);
+    if (this.#vm) for (const d of this.#vm.disks) this.#tops.set(d.spec.id, d.topPath);
   }
 
-  async #vmExited(timeoutMs: number): Promise<void> {
+  /** The guest powers itself off: wait for QEMU to exit on its own, then force. */
+  async #vmExited(timeoutMs: number): Promise<StepOutcome> {
     const vm = this.#vm;
-    if (!vm) return;
+    if (!vm) return {};
     this.#rememberTops();
-    // The guest powers itself off: wait for QEMU to exit on its own, then force.
     const r = await vm.stop({ graceful: async () => vm.exited, timeoutMs });
-    if (r.shutdown === 'clean') this.#cleanExitSinceEpoch = true;
-    this.#event({ at: iso(), kind: 'note', message: `QEMU ended (${r.shutdown}, via ${r.via})` });
+    this.#note(`QEMU ended (${r.shutdown}, via ${r.via})`);
     this.#offQmp?.();
     this.#offQmp = null;
-    await this.#adapter?.close();
-  }
-
-  #disk(id: string): DiskRuntime {
-    const d = this.#disks.get(id);
-    if (!d) throw new StepError(`no disk \`${id}\``);
-    return d;
-  }
-
-  #targets(disk: string | null): DiskRuntime[] {
-    return disk ? [this.#disk(disk)] : [...this.#disks.values()];
-  }
-
-  /**
-   * Refuses what makes no sense on the disk's state. I/O (`io: true`) to an offline volume or a
-   * disabled disk is sent to the guest anyway: whether the guest refuses it (and how) is what a
-   * scenario with writes while offline tests. A disk that is not in the VM has nothing to address.
-   */
-  #usable(d: DiskRuntime, what: string, { io = false }: { io?: boolean } = {}): void {
-    if (!d.plugged) throw new StepError(`cannot ${what} ${d.spec.id}: the disk is unplugged`);
-    if (io) return;
-    if (!d.enabled) throw new StepError(`cannot ${what} ${d.spec.id}: the disk is disabled in the guest`);
-    if (!d.online) throw new StepError(`cannot ${what} ${d.spec.id}: the volume is offline`);
+    await this.#adapter.close();
+    return { cleanExit: r.shutdown === 'clean' };
   }
 
   async #runStep(step: Step, path: string): Promise<boolean> {
@@ -392,7 +266,9 @@ export class JobRunner {
     let ok = true;
     let error: string | undefined;
     try {
-      await this.#execute(step, path);
+      const refusal = this.state.refusal(step);
+      if (refusal) throw new StepError(refusal);
+      this.state.after(step, await this.#execute(step, path));
     } catch (e) {
       if ((e as { infrastructure?: unknown })?.infrastructure === true || this.#signal?.aborted) throw e;
       ok = false;
@@ -407,216 +283,143 @@ export class JobRunner {
     return ok;
   }
 
-  async #execute(step: Step, path: string): Promise<void> {
-    const a = this.#adapter!;
+  /** Runs a step the state allows; returns what the state machine needs to know of how it ended. */
+  async #execute(step: Step, path: string): Promise<StepOutcome | undefined> {
+    const a = this.#adapter;
+    const signal = this.#signal;
     switch (step.kind) {
       case 'checkpoint':
         return this.#checkpoint(step.disk);
       case 'write': {
-        const d = this.#disk(step.disk);
-        this.#usable(d, 'write to', { io: true });
-        this.#requireVm('write');
-        const space = await a.writeSpace(d.guest);
-        const align = Math.max(512, step.align);
+        const disk = guestDisk(step.disk);
+        const space = (await a.writeSpace?.(disk, { signal })) ?? { size: this.state.disk(step.disk).spec.size, align: 512 };
+        const align = Math.max(space.align, step.align);
         const writes = planWrites({ seed: step.seed ?? deriveSeed(this.spec.seed, 'write', path), count: step.count, sizeMin: step.size.min, sizeMax: step.size.max, deviceSize: space.size, align });
-        await a.write({ disk: d.guest.serial, seed: step.seed ?? 0, writes });
+        await a.write({ disk: disk.serial, seed: step.seed ?? 0, writes }, { signal });
         return;
       }
-      case 'fio': {
-        const d = this.#disk(step.disk);
-        this.#usable(d, 'run fio on', { io: true });
-        this.#requireVm('run fio');
-        await a.fio({ disk: d.guest.serial, rw: step.rw, bs: step.bs, size: step.size, runtimeSec: Math.max(1, Math.round(step.runtimeMs / 1000)), seed: step.seed ?? deriveSeed(this.spec.seed, 'fio', path) % 2 ** 31 });
+      case 'fio':
+        await a.fio({ disk: step.disk, rw: step.rw, bs: step.bs, size: step.size, runtimeSec: Math.max(1, Math.round(step.runtimeMs / 1000)), seed: step.seed ?? deriveSeed(this.spec.seed, 'fio', path) % 2 ** 31 }, { signal });
         return;
-      }
       case 'reset': {
-        const vm = this.#requireVm('reset');
+        const vm = this.#requireVm();
         this.#event({ at: iso(), kind: 'fault', fault: 'reset', detail: 'QMP system_reset' });
-        this.#consoleMark = vm.console.end;
+        this.#guest!.restarting(vm);
         await vm.reset();
         await this.#waitGuest();
-        this.#restoreAfterBoot();
         return;
       }
       case 'powercut': {
-        const vm = this.#requireVm('cut the power');
+        const vm = this.#requireVm();
         this.#event({ at: iso(), kind: 'fault', fault: 'powercut', detail: 'QEMU killed (SIGKILL), then started again on the same disks' });
         this.#rememberTops();
         this.#offQmp?.();
-        await this.#adapter!.close();
-        await this.#start(vm.powerCut({ signal: this.#signal }));
-        this.#sessionFromPowercut = true;
-        this.#restoreAfterBoot();
+        await a.close();
+        await this.#start(vm.powerCut({ signal }));
         return;
       }
       case 'reboot':
-        this.#requireVm('reboot');
-        await a.reboot({ signal: this.#signal });
-        this.#restoreAfterBoot();
+        await a.reboot({ signal });
         return;
-      case 'shutdown': {
-        this.#requireVm('shut down');
-        await a.shutdown({ signal: this.#signal });
-        await this.#vmExited(60_000);
-        return;
-      }
+      case 'shutdown':
+        await a.shutdown({ signal });
+        return this.#vmExited(60_000);
+      case 'hibernate':
+        if (!a.hibernate) throw new StepError(`the ${a.os} guest does not hibernate`);
+        await a.hibernate({ signal });
+        return this.#vmExited(120_000);
       case 'powerbutton': {
-        const vm = this.#requireVm('press the power button');
-        const action = await a.powerButtonAction();
+        const vm = this.#requireVm();
+        const action = (await a.powerButtonAction?.({ signal })) ?? { action: 'unknown' };
         this.#event({ at: iso(), kind: 'fault', fault: 'powerbutton', detail: `QMP system_powerdown; the guest will ${action.action}` });
         await vm.powerButton();
-        await this.#vmExited(90_000);
-        return;
+        return this.#vmExited(90_000);
       }
       case 'start':
-        if (this.#vm?.running) throw new StepError('cannot start: the VM is already running');
         await this.#start();
-        this.#sessionFromPowercut = false;
-        this.#restoreAfterBoot();
         return;
       case 'offline':
       case 'online':
       case 'disable':
-      case 'enable': {
-        const d = this.#disk(step.disk);
-        this.#requireVm(step.kind);
-        if (!d.plugged) throw new StepError(`cannot ${step.kind} ${d.spec.id}: the disk is unplugged`);
-        if (step.kind === 'offline' && !d.online) throw new StepError(`${d.spec.id} is already offline`);
-        if (step.kind === 'online' && d.online) throw new StepError(`${d.spec.id} is already online`);
-        if (step.kind === 'disable' && !d.enabled) throw new StepError(`${d.spec.id} is already disabled`);
-        if (step.kind === 'enable' && d.enabled) throw new StepError(`${d.spec.id} is already enabled`);
-        await a[step.kind](d.guest, { signal: this.#signal });
-        if (step.kind === 'offline') d.online = false;
-        if (step.kind === 'online') d.online = true;
-        if (step.kind === 'disable') d.enabled = false;
-        if (step.kind === 'enable') {
-          d.enabled = true;
-          d.online = true;
-        }
+      case 'enable':
+        await a[step.kind](guestDisk(step.disk), { signal });
         return;
-      }
       case 'unplug': {
-        const d = this.#disk(step.disk);
-        const vm = this.#requireVm('unplug');
-        if (!d.plugged) throw new StepError(`${d.spec.id} is already unplugged`);
-        this.#event({ at: iso(), kind: 'fault', fault: `unplug-${step.mode}`, detail: d.spec.id });
-        const r = step.mode === 'eject' ? await vm.eject(d.spec.id, { timeoutMs: step.timeoutMs, signal: this.#signal }) : await vm.surpriseRemove(d.spec.id, { timeoutMs: step.timeoutMs, signal: this.#signal });
-        this.#note(`unplug ${step.mode} of ${d.spec.id}: ${r.outcome} after ${r.waitedMs} ms`);
-        if (r.outcome === 'vetoed') throw new StepError(`the guest did not release ${d.spec.id} within ${step.timeoutMs} ms (eject vetoed)`);
-        d.plugged = false;
+        const vm = this.#requireVm();
+        this.#event({ at: iso(), kind: 'fault', fault: `unplug-${step.mode}`, detail: step.disk });
+        const r = step.mode === 'eject' ? await vm.eject(step.disk, { timeoutMs: step.timeoutMs, signal }) : await vm.surpriseRemove(step.disk, { timeoutMs: step.timeoutMs, signal });
+        this.#note(`unplug ${step.mode} of ${step.disk}: ${r.outcome} after ${r.waitedMs} ms`);
+        if (r.outcome === 'vetoed') throw new StepError(`the guest did not release ${step.disk} within ${step.timeoutMs} ms (eject vetoed)`);
         return;
       }
       case 'plug': {
-        const d = this.#disk(step.disk);
-        const vm = this.#requireVm('plug');
-        if (d.plugged) throw new StepError(`${d.spec.id} is plugged already`);
-        await vm.replug(d.spec.id, { signal: this.#signal });
-        d.plugged = true;
+        await this.#requireVm().replug(step.disk, { signal });
         // The guest sees a new device: tracking is set up again on the existing metadata.
-        if (this.#tracker === 'dm-era') {
-          await a.run(`cbt-ctl offline ${d.guest.serial} || true`, 'offline', { signal: this.#signal });
-          await a.online(d.guest, { signal: this.#signal });
-        }
-        d.online = true;
-        d.enabled = true;
+        await a.reattached?.(guestDisk(step.disk), { signal });
         return;
       }
       case 'sleep':
-        await sleep(step.ms, undefined, { signal: this.#signal });
+        await sleep(step.ms, undefined, { signal });
         return;
-      case 'hibernate':
-        throw new StepError('the linux-ref guest does not hibernate');
       case 'verify':
-        return this.#verify(step.disk, step.expect);
+        await this.#verify(step.disk, step.expect);
+        return;
       case 'repeat':
         throw new StepError('internal: repeat steps are unrolled');
     }
   }
 
-  /** After a reset or power cut the guest set tracking up again on every disk. */
-  #restoreAfterBoot(): void {
-    for (const d of this.#disks.values()) {
-      d.online = d.plugged;
-      d.enabled = d.plugged;
-    }
-  }
-
-  /** The epoch protocol: 1. guest checkpoint; 2. pause, external snapshot, (bitmap), resume. */
-  async #checkpoint(diskId: string | null): Promise<void> {
-    const vm = this.#requireVm('checkpoint');
-    const targets = this.#targets(diskId);
-    const ids = new Map<string, string>();
-    const index = this.#epochCounter++;
+  /** The epoch protocol: 1. guest checkpoint; 2. pause, external snapshot, the tracker's host side, resume. */
+  async #checkpoint(diskId: string | null): Promise<undefined> {
+    const vm = this.#requireVm();
+    const targets = this.state.targets(diskId);
+    const guestIds = new Map<string, string>();
+    const index = this.state.nextEpochIndex();
     this.#event({ at: iso(), kind: 'epoch', epoch: index, phase: 'begin' });
-    if (this.#tracker === 'dm-era') {
-      for (const d of targets) {
-        this.#usable(d, 'checkpoint');
-        const { epochId } = await this.#adapter!.checkpoint(d.guest, { signal: this.#signal });
-        ids.set(d.spec.id, epochId);
-      }
+    if (this.tracker.guestCheckpoint) {
+      for (const d of targets) guestIds.set(d.spec.id, (await this.#adapter.checkpoint(guestDisk(d.spec.id), { signal: this.#signal })).epochId);
     }
     await vm.pause();
     try {
       for (const d of targets) {
         const snap = await vm.snapshot(d.spec.id, { signal: this.#signal });
         this.#files.add(snap.overlay);
-        let id = ids.get(d.spec.id) ?? '';
-        if (this.#tracker === 'qemu-bitmap') {
-          id = `cbt-epoch-${index}`;
-          const g = this.scenario.trackerOptions.granularity;
-          await vm.addDirtyBitmap(d.spec.id, id, { persistent: true, granularity: g === undefined ? 65536 : parseSize(g as string | number)! });
-        }
-        this.#open.set(d.spec.id, { index, disk: d.spec.id, base: snap.base, id, startedAt: iso() });
+        const id = await this.tracker.openEpoch({
+          index,
+          diskId: d.spec.id,
+          guestEpochId: guestIds.get(d.spec.id),
+          options: this.scenario.trackerOptions,
+          host: { addDirtyBitmap: async (disk, name, o) => void (await vm.addDirtyBitmap(disk, name, o)) },
+        });
+        this.state.epochOpened({ index, disk: d.spec.id, base: snap.base, id, startedAt: iso() });
         this.#event({ at: iso(), kind: 'epoch', epoch: index, phase: 'snapshot' });
       }
     } finally {
       await vm.resume();
     }
     this.#rememberTops();
-    this.#cleanExitSinceEpoch = false;
+    return undefined;
   }
 
   async #verify(diskId: string | null, expectOverride: Verdict[] | null): Promise<void> {
     const expect = this.spec.expect ?? expectOverride ?? this.scenario.expect;
-    const targets = this.#targets(diskId).filter((d) => this.#open.has(d.spec.id));
-    if (targets.length === 0) throw new StepError('verify before any checkpoint: no epoch is open');
+    const targets = this.state.verifyTargets(diskId);
     const running = this.#vm?.running ?? false;
-    // QEMU stores persistent bitmaps when it exits, and marks them in_use while it has them open.
-    // With QEMU running, the image tells the truth only when this QEMU is the restart after a
-    // power cut and no clean exit stored the epoch's bitmap since (then it is absent or in_use).
-    if (running && this.#tracker === 'qemu-bitmap' && !(this.#sessionFromPowercut && !this.#cleanExitSinceEpoch)) {
-      throw new StepError('QEMU stores persistent bitmaps only when it exits: verify a qemu-bitmap scenario after shutdown or powerbutton (or right after a powercut)');
-    }
     if (running) await this.#vm!.pause();
     this.#rememberTops();
     let failure: string | null = null;
     try {
       for (const d of targets) {
-        const epoch = this.#open.get(d.spec.id)!;
-        const top = this.#currentTop(d.spec.id)!;
+        const epoch = this.state.epoch(d.spec.id)!;
+        const top = this.#tops.get(d.spec.id)!;
         this.#event({ at: iso(), kind: 'epoch', epoch: epoch.index, phase: 'verify' });
         const t0 = Date.now();
-        const options: Record<string, string> =
-          this.#tracker === 'dm-era'
-            ? { metadata: `0:${META_MIB * MiB}`, data: `${META_MIB * MiB}:${d.spec.size - META_MIB * MiB}`, since: epoch.id }
-            : { name: epoch.id };
-        const out = await verifyImages({ base: epoch.base, top, decoder: this.#tracker, options, providers: defaultProviders });
-        const r = out.result;
-        const rec = epochRecord(r, {
-          index: epoch.index,
-          id: epoch.id,
-          base: epoch.base,
-          top,
-          expected: expect,
-          volumeBlocks: Math.ceil(out.claim.volume.length / out.claim.granularity),
-          extra: r.extra,
-          changed: r.changed,
-          truthGranularity: out.truth.granularity,
-          startedAt: epoch.startedAt,
-          verifiedAt: iso(),
-          verifyMs: Date.now() - t0,
-        });
+        const plan = this.tracker.verifyPlan({ id: epoch.id, index: epoch.index, diskId: d.spec.id, diskSize: d.spec.size }, this.state.session(), this.scenario.trackerOptions);
+        this.#lastPlan = plan;
+        const out = await verifyImages({ base: epoch.base, top, decoder: plan.decoder, options: plan.options, providers: defaultProviders });
+        const rec = epochOf(out, { epoch, top, expect, verifyMs: Date.now() - t0, verifiedAt: iso() });
         this.#epochs.push(rec);
+        const r = out.result;
         const ok = acceptable(r.verdict, expect);
         this.#event({ at: iso(), kind: 'verdict', epoch: epoch.index, verdict: r.verdict, acceptable: ok });
         await this.#observer.epoch?.(rec);
@@ -632,22 +435,23 @@ export class JobRunner {
     const vm = this.#vm;
     if (vm?.running) {
       this.#rememberTops();
-      const r = await vm.stop({ graceful: async () => this.#adapter?.shutdown().catch(() => undefined), timeoutMs: 60_000 });
+      const r = await vm.stop({ graceful: async () => this.#guest?.adapter.shutdown().catch(() => undefined), timeoutMs: 60_000 });
       this.#note(`VM stopped at the end (${r.shutdown}, via ${r.via})`);
     }
+    this.state.stopped();
     this.#offQmp?.();
-    await this.#adapter?.close();
+    await this.#guest?.adapter.close();
     if (!this.spec.keepImages) for (const f of this.#files) await rm(f, { force: true });
   }
 }
 
-export async function runJob(spec: JobSpec, observer: JobObserver = {}, signal?: AbortSignal): Promise<JobOutcome> {
+export async function runJob(spec: JobSpec, observer: JobObserver = {}, signal?: AbortSignal, hooks: JobHooks = {}): Promise<JobOutcome> {
   if (spec.version !== undefined && spec.version !== JOB_SPEC_VERSION) {
     // An old worker image or staged harness: the job can run on another host, or after a rebuild.
     throw new JobInfrastructureError(`this host runs a harness with job spec version ${JOB_SPEC_VERSION}, the job needs ${spec.version}: rebuild the worker image (cbt-harness image build worker) or restage the harness`);
   }
   await mkdir(spec.workDir, { recursive: true });
-  return new JobRunner(spec, observer, signal).run();
+  return new JobRunner(spec, observer, signal, hooks).run();
 }
 
 export { VmError };

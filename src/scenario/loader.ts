@@ -4,32 +4,13 @@
 import { readFile } from 'node:fs/promises';
 import { ConfigError, parseYaml, validateAgainst, type PathSegment, type YamlLocator } from '../config/index.ts';
 import type { Verdict } from '../verify/index.ts';
+import { BUILTIN_TRACKERS, trackerFor, trackerOptionProblems } from '../trackers/index.ts';
 import { SCENARIO_SCHEMA, STEP_KINDS } from './schema.ts';
 import type { Bus, DiskSpec, Scenario, Step } from './types.ts';
-import { parseDuration, parseSize, parseSizeRange } from './units.ts';
+import { parseDuration, parseSize, parseSizeRange } from '../util/units.ts';
 
 /** Scenario files larger than this are refused before parsing. */
 const MAX_FILE_BYTES = 1 << 20;
-const BUILTIN_TRACKERS = ['dm-era', 'qemu-bitmap', 'cbtf'];
-
-/** Tracker setup options the harness understands, per built-in tracker. */
-const TRACKER_OPTIONS: Record<string, Record<string, (v: unknown) => string | null>> = {
-  'dm-era': {
-    metadataFault: (v) => (v === 'drop-writes' || v === 'none' ? null : 'one of `none`, `drop-writes`'),
-    blockSize: (v) => {
-      const n = parseSize(v as string);
-      return n !== null && n >= 4096 && n % 4096 === 0 ? null : 'a size of at least 4KiB, a multiple of 4KiB';
-    },
-  },
-  'qemu-bitmap': {
-    granularity: (v) => {
-      const n = parseSize(v as string);
-      return n !== null && n >= 512 && (n & (n - 1)) === 0 ? null : 'a power of two of at least 512';
-    },
-  },
-  cbtf: {},
-};
-
 type Raw = Record<string, unknown>;
 
 function convertSteps(raw: Raw[], base: PathSegment[], at: YamlLocator, disks: Set<string>): Step[] {
@@ -113,17 +94,13 @@ export function parseScenario(text: string, file: string): Scenario {
   });
   const tracker = r.tracker as string;
   const trackerOptions = (r.trackerOptions as Raw | undefined) ?? {};
-  const known = TRACKER_OPTIONS[tracker];
-  if (!known && !tracker.includes('/') && !/\.(m?js|ts)$/.test(tracker)) {
-    throw at.error(`Unknown tracker \`${tracker}\`; built in: ${BUILTIN_TRACKERS.join(', ')}, or a plugin path`, ['tracker']);
-  }
-  if (known) {
-    for (const [k, v] of Object.entries(trackerOptions)) {
-      const check = known[k];
-      if (!check) throw at.error(`Unknown option \`${k}\` for tracker ${tracker}${Object.keys(known).length ? `; allowed: ${Object.keys(known).join(', ')}` : ''}`, ['trackerOptions'], k);
-      const problem = check(v);
-      if (problem) throw at.error(`Expected \`${k}\` to be ${problem}`, ['trackerOptions', k]);
-    }
+  const t = trackerFor(tracker);
+  if (!t) throw at.error(`Unknown tracker \`${tracker}\`; built in: ${[...BUILTIN_TRACKERS.keys()].join(', ')}, or a plugin path`, ['tracker']);
+  const [problem] = trackerOptionProblems(t, trackerOptions);
+  if (problem) {
+    if (!(problem.option in trackerOptions)) throw at.error(problem.message, ['trackerOptions']);
+    if (!(problem.option in t.options)) throw at.error(problem.message, ['trackerOptions'], problem.option);
+    throw at.error(problem.message, ['trackerOptions', problem.option]);
   }
   const steps = convertSteps(r.steps as Raw[], ['steps'], at, ids);
   return {

@@ -171,7 +171,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
           for (const e of outcome.timeline) recorder.event(ref.id, e);
           for (const st of outcome.steps) await recorder.step(ref.id, st);
           for (const ep of outcome.epochs) await recorder.epoch(ref.id, ep);
-          await recorder.jobEnd(ref.id, { status: outcome.status, error: outcome.error, host: { name: host.name, type: spec.type }, accel: outcome.accel, attempts, artifacts: prefixArtifacts(outcome, dirName, outDir), endedAt: outcome.endedAt });
+          await recorder.jobEnd(ref.id, { status: outcome.status, error: outcome.error, host: { name: host.name, type: spec.type }, accel: outcome.accel, guest: outcome.guest, attempts, artifacts: prefixArtifacts(outcome, dirName, outDir), endedAt: outcome.endedAt });
           ended.add(ref.id);
           return outcome;
         })();

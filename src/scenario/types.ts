@@ -1,6 +1,6 @@
 /** A loaded, validated scenario. */
 import type { Verdict } from '../verify/index.ts';
-import type { SizeRange } from './units.ts';
+import type { SizeRange } from '../util/units.ts';
 
 export type Bus = 'virtio-blk' | 'virtio-scsi' | 'nvme';
 

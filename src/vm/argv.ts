@@ -104,7 +104,10 @@ export function buildQemuArgv(spec: VmSpec, ctx: QemuArgvContext): string[] {
     '-serial', 'chardev:console0',
     '-pidfile', ctx.pidFile,
   ];
-  if (ctx.bios) a.push('-bios', ctx.bios);
+  if (spec.uefi) {
+    a.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${escapeOptValue(spec.uefi.code)}`);
+    a.push('-drive', `if=pflash,format=raw,unit=1,file=${escapeOptValue(spec.uefi.vars)}`);
+  } else if (ctx.bios) a.push('-bios', ctx.bios);
   if (ctx.kernel) {
     a.push('-kernel', ctx.kernel);
     if (spec.initrd) a.push('-initrd', spec.initrd);

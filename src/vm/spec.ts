@@ -78,6 +78,11 @@ export interface VmSpec {
    * @default 'qboot' when a kernel is given and qboot.rom is installed, else 'seabios'
    */
   firmware?: 'qboot' | 'seabios';
+  /**
+   * UEFI firmware as two pflash units (OVMF: the read-only code, and this VM's own copy of the
+   * variable store, which the guest writes). Replaces `firmware`.
+   */
+  uefi?: { code: string; vars: string };
   disks?: DiskSpec[];
   /** User-mode networking with port forwards to 127.0.0.1, or none. @default { forwards: [] } */
   network?: { forwards: PortForward[] } | false;
@@ -134,6 +139,11 @@ export function validateSpec(spec: VmSpec): void {
   if (spec.append !== undefined && (typeof spec.append !== 'string' || spec.append.length > 4096 || /[\n\0]/.test(spec.append))) throw bad('append', 'a one-line kernel command line of at most 4096 characters', spec.append);
   if ((spec.initrd !== undefined || spec.append !== undefined) && spec.kernel === undefined) throw new VmError('spec', '`initrd` and `append` need `kernel`');
   if (spec.firmware !== undefined && spec.firmware !== 'qboot' && spec.firmware !== 'seabios') throw bad('firmware', "'qboot' or 'seabios'", spec.firmware);
+  if (spec.uefi !== undefined) {
+    if (spec.firmware !== undefined) throw new VmError('spec', '`uefi` and `firmware` exclude each other');
+    absPath('uefi.code', spec.uefi?.code);
+    absPath('uefi.vars', spec.uefi.vars);
+  }
   const ids = new Set<string>();
   for (const [i, d] of (spec.disks ?? []).entries()) {
     const f = `disks[${i}]`;

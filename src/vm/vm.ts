@@ -182,7 +182,7 @@ async function startOnce(spec: VmSpec, label: string, accel: AccelChoice, opts: 
     const forwards: Array<{ guestPort: number; hostPort: number }> = [];
     if (spec.network !== false) for (const f of spec.network?.forwards ?? []) forwards.push({ guestPort: f.guestPort, hostPort: f.hostPort ?? (await freePort()) });
     const kernel = spec.kernel === undefined ? undefined : typeof spec.kernel === 'string' ? spec.kernel : spec.kernel[accel.accel];
-    const firmware = spec.firmware ?? (kernel && qboot() ? 'qboot' : 'seabios');
+    const firmware = spec.uefi ? 'uefi' : (spec.firmware ?? (kernel && qboot() ? 'qboot' : 'seabios'));
     const bios = firmware === 'qboot' ? qboot() : undefined;
     if (firmware === 'qboot' && !bios) throw new VmError('spec', 'firmware `qboot` asked for, but /usr/share/qemu/qboot.rom is not installed', { vm: label });
     const qmpSocket = join(runtimeDir, 'qmp.sock');
