@@ -1,6 +1,6 @@
 /** JobState: every refusal rule the README promises, and every transition, without a VM. */
 import test from 'ava';
-import { JobState } from '../../src/scenario/machine.ts';
+import { JobState, type VerifyRule } from '../../src/scenario/machine.ts';
 import type { DiskSpec, Step } from '../../src/scenario/types.ts';
 import { qemuBitmapTracker } from '../../src/trackers/index.ts';
 
@@ -16,7 +16,7 @@ const checkpoint = (disk: string | null = null) => step({ kind: 'checkpoint', di
 const verify = (disk: string | null = null) => step({ kind: 'verify', disk, expect: null });
 const write = (disk = 'data0') => step({ kind: 'write', disk, count: 1, size: { min: 4096, max: 4096 }, seed: null, align: 512 });
 
-function running(rule = () => null as string | null): JobState {
+function running(rule: VerifyRule = () => null): JobState {
   const s = new JobState(disks, rule);
   s.booted();
   return s;

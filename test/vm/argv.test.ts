@@ -119,3 +119,14 @@ test('a real QEMU accepts the argv: nodes, devices and serials as specified, for
   t.is(r.shutdown, 'forced');
   t.is(r.via, 'quit');
 });
+
+test('uefi: OVMF code as read-only pflash unit 0, the VM\'s own variable store as unit 1, no -bios; exclusive with firmware', (t) => {
+  const u: VmSpec = { runId: 'r1', vmId: 'v1', uefi: { code: '/fw/OVMF_CODE_4M.fd', vars: '/job/OVMF,VARS.fd' } };
+  const argv = buildQemuArgv(u, { ...ctx, bios: '/usr/share/qemu/qboot.rom' });
+  const drives = argv.flatMap((a, i) => (argv[i - 1] === '-drive' ? [a] : []));
+  t.deepEqual(drives, ['if=pflash,format=raw,unit=0,readonly=on,file=/fw/OVMF_CODE_4M.fd', 'if=pflash,format=raw,unit=1,file=/job/OVMF,,VARS.fd']);
+  t.false(argv.includes('-bios'));
+  t.notThrows(() => validateSpec(u));
+  t.throws(() => validateSpec({ ...u, firmware: 'seabios' }), { instanceOf: VmError, message: '`uefi` and `firmware` exclude each other' });
+  t.throws(() => validateSpec({ ...u, uefi: { code: 'rel.fd', vars: '/v' } }), { instanceOf: VmError, message: /`uefi.code`/ });
+});
