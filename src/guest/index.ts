@@ -22,7 +22,7 @@ export {
   type WritePlan,
 } from './adapter.ts';
 export { MAX_COMMAND_LINE, PowerShellQuoteError, psCommandLine, psDecode, psEncode, psQuote, psScriptOf, readableStderr, winArg, winCommandLine } from './powershell.ts';
-export { createWindowsAdapter, fillTemplate, splitCommandTemplate, WindowsAdapter, type WindowsAdapterOptions } from './windows.ts';
+export { fillTemplate, splitCommandTemplate, WindowsAdapter, type WindowsAdapterOptions } from './windows.ts';
 export {
   buildPaths,
   driverPathsFragment,

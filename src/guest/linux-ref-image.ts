@@ -515,9 +515,3 @@ export function linuxRefImageFrom(dir: string, manifest: LinuxRefManifest): Linu
   return imageFrom(dir, manifest, true);
 }
 
-/** A linux-ref image from a folder holding its manifest.json and files. */
-export async function loadLinuxRefImage(dir: string, opts: { verify?: boolean } = {}): Promise<LinuxRefImage> {
-  const img = await loadCached(dir, opts.verify ?? false);
-  if (!img) throw new ImageBuildError(`${dir} holds no complete linux-ref image (manifest.json and the files it lists)`);
-  return img;
-}

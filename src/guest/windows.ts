@@ -499,8 +499,3 @@ export class WindowsAdapter implements GuestAdapter {
     await this.#run('flush', flushScript(), opts);
   }
 }
-
-/** Create a Windows adapter (same as `new WindowsAdapter(opts)`). */
-export function createWindowsAdapter(opts: WindowsAdapterOptions): WindowsAdapter {
-  return new WindowsAdapter(opts);
-}
