@@ -46,7 +46,7 @@ export const SCENARIO_SCHEMA = {
     description: { type: 'string', description: 'free text: what the scenario checks and why' },
     guest: { type: 'string', minLength: 1, description: 'an entry of the image catalog (linux-ref, or a built Windows image)' },
     tracker: { type: 'string', minLength: 1, description: 'dm-era | qemu-bitmap | cbtf | a plugin path' },
-    trackerOptions: { type: 'object', description: 'tracker setup options; dm-era: { metadataFault: drop-writes, blockSize }; qemu-bitmap: { granularity }' },
+    trackerOptions: { type: 'object', description: 'tracker setup options (src/trackers/); dm-era: { metadataFault: none|drop-writes, blockSize }; qemu-bitmap: { granularity }; cbtf: { checkpoint, epochIdPattern, volume (required), path (required), tracked }; a plugin: its own options plus checkpoint, epochIdPattern' },
     disks: {
       type: 'array',
       minItems: 1,
