@@ -1,5 +1,6 @@
 /** The only place that writes to stdout/stderr. JSON output is one document on stdout. */
 import { once } from 'node:events';
+import { formatFields, type Logger } from '../util/log.ts';
 
 export async function writeOut(text: string): Promise<void> {
   if (!process.stdout.write(text)) await once(process.stdout, 'drain');
@@ -32,4 +33,9 @@ export function printText(text: string): Promise<void> {
 /** Progress and diagnostics (stderr). */
 export function log(message: string): void {
   process.stderr.write(`${message}\n`);
+}
+
+/** Warnings for the user (one stderr line each, `<prefix>: message key=value`), for modules that take a logger. */
+export function userWarnings(prefix: string): Pick<Logger, 'warn'> {
+  return { warn: (message, fields) => log(`${prefix}: ${message}${formatFields(fields)}`) };
 }

@@ -27,11 +27,9 @@ import {
 } from '../report/index.ts';
 import { dirname, join } from 'node:path';
 import { CheckFailed } from './errors.ts';
-import { log, printJson, printText } from './output.ts';
+import { printJson, printText, userWarnings } from './output.ts';
 
-const logger: ReportLogger = {
-  warn: (message) => log(`cbt-harness report: ${message}`),
-};
+const logger: ReportLogger = userWarnings('cbt-harness report');
 
 function ratio(name: string, max = Infinity) {
   return (value: string): number => {

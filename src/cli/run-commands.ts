@@ -9,7 +9,7 @@ import { runJob, type JobSpec } from '../scenario/job.ts';
 import { runScenarios, type PlannedScenario, type RunOptions } from '../scenario/run.ts';
 import { MAX_SEED } from '../scenario/seeds.ts';
 import { CheckFailed } from './errors.ts';
-import { log, printJson } from './output.ts';
+import { log, printJson, userWarnings } from './output.ts';
 
 function positive(name: string) {
   return (v: string): number => {
@@ -126,7 +126,7 @@ export function runCommand(version: string): Command {
           ...fromCfg?.options,
           stream,
           isTTY: Boolean((stream as NodeJS.WriteStream).isTTY),
-          logger: { warn: (m: string) => log(`cbt-harness: ${m}`) },
+          logger: userWarnings('cbt-harness'),
           signal: controller.signal,
           accel: flags.accel as 'auto' | 'kvm' | 'tcg',
           keepImages: flags.keepImages,

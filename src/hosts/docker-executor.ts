@@ -137,7 +137,7 @@ export class DockerExecutor extends ShellExecutor {
       const message = (error as Error).message ?? '';
       if (wantKvm && this.spec.kvm === 'auto' && /\/dev\/kvm/.test(message)) {
         this.kvm = false;
-        this.log('engine has no /dev/kvm; containers run without it', { host: this.name });
+        this.log.debug('engine has no /dev/kvm; containers run without it', { host: this.name });
         try {
           container = await create(false);
           await container.start();
@@ -229,7 +229,7 @@ export class DockerExecutor extends ShellExecutor {
     if (service) await service.catch(() => null);
     if (this.serviceId) {
       await this.docker.getContainer(this.serviceId).remove({ force: true }).catch((error: unknown) => {
-        if ((error as { statusCode?: number }).statusCode !== 404) this.log('cannot remove the service container', { host: this.name, error: (error as Error).message });
+        if ((error as { statusCode?: number }).statusCode !== 404) this.log.warn('cannot remove the service container', { host: this.name, error: (error as Error).message });
       });
       this.serviceId = null;
     }

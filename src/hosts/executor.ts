@@ -19,7 +19,7 @@
  */
 import type { Duplex, Readable } from 'node:stream';
 import type { FactLimits, HostFacts } from './facts.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../util/log.ts';
 import type { LivenessOptions, RunLease } from './run-lease.ts';
 import { ID_PATTERN } from './shell.ts';
 import type { HostSpec } from './types.ts';

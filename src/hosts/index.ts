@@ -30,4 +30,4 @@ export { buildWorkerImage, workerRootfs, detectDebianMirror, parsePackageList, H
 export { dockerClient, describeDocker, sshFingerprint, expandHome } from './docker-engine.ts';
 export { testbedUp, testbedDown, testbedKillHost, readTestbedState, type TestbedOptions, type TestbedState, type TestbedSshHost, type TestbedDownReport } from './testbed.ts';
 export { ENV_RUN, ENV_JOB, ENV_EXEC, ENV_SESSION, shq } from './shell.ts';
-export type { Logger, LogFields } from './log.ts';
+export type { Logger, LogFields } from '../util/log.ts';

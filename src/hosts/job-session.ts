@@ -4,7 +4,7 @@ import { posix } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { CommandTimeoutError, HostOperationError } from './errors.ts';
 import type { ExecOptions, ExecResult, HarnessResult, JobSession, RunningCommand } from './executor.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../util/log.ts';
 import { ENV_EXEC, ENV_JOB, ENV_RUN, ENV_SESSION, KILL_FN, shJoin, shq } from './shell.ts';
 import type { Transport, TransportResult } from './transport.ts';
 
@@ -93,7 +93,7 @@ sleep 0.1; cbt_kill KILL ${shq(`${ENV_EXEC}=${id}`)} >/dev/null`;
     let killing: Promise<{ forced: boolean }> | null = null;
     const kill = () => {
       killing ??= this.killExec(id).catch((error: unknown) => {
-        this.init.log('kill failed', { host: this.host, job: this.jobId, exec: id, error: (error as Error).message });
+        this.init.log.warn('kill failed', { host: this.host, job: this.jobId, exec: id, error: (error as Error).message });
         return { forced: true };
       }).finally(() => setTimeout(() => hard.abort(new Error('killed')), 5000).unref());
       return killing;
@@ -105,7 +105,7 @@ sleep 0.1; cbt_kill KILL ${shq(`${ENV_EXEC}=${id}`)} >/dev/null`;
     }, options.timeoutMs) : undefined;
     const onAbort = () => void kill();
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    this.init.log('exec', { host: this.host, job: this.jobId, exec: id, command });
+    this.init.log.debug('exec', { host: this.host, job: this.jobId, exec: id, command });
     const done = (async () => {
       try {
         const r = await this.init.transport.run(script, { stdin: options.stdin, signal: hard.signal, maxOutputBytes: options.maxOutputBytes });
@@ -176,13 +176,13 @@ sleep 0.1; cbt_kill KILL ${shq(`${ENV_EXEC}=${id}`)} >/dev/null`;
     this.closed ??= (async () => {
       try {
         const r = await this.admin(`${KILL_FN}\ncbt_killall ${shq(`${ENV_SESSION}=${this.session}`)}\nrm -rf ${shq(this.workdir)}`);
-        if (r.stdout.toString().includes('forced:')) this.init.log('job processes needed SIGKILL', { host: this.host, job: this.jobId });
+        if (r.stdout.toString().includes('forced:')) this.init.log.debug('job processes needed SIGKILL', { host: this.host, job: this.jobId });
       } catch (error) {
         // The host may be gone (that is often why a job ends early); the sweeper covers it.
-        this.init.log('job cleanup failed', { host: this.host, job: this.jobId, error: (error as Error).message });
+        this.init.log.warn('job cleanup failed', { host: this.host, job: this.jobId, error: (error as Error).message });
       }
       await Promise.allSettled([...this.running]);
-      await this.init.release().catch((error: unknown) => this.init.log('release failed', { host: this.host, job: this.jobId, error: (error as Error).message }));
+      await this.init.release().catch((error: unknown) => this.init.log.warn('release failed', { host: this.host, job: this.jobId, error: (error as Error).message }));
     })();
     return this.closed;
   }

@@ -7,7 +7,7 @@ import { HostError, HostOperationError, InfrastructureError } from './errors.ts'
 import type { ExecutorOptions, HostExecutor, JobSession, StagedImage, SweepOptions, SweepReport } from './executor.ts';
 import { factsScript, parseFacts, type FactLimits, type HostFacts } from './facts.ts';
 import { ShellJobSession } from './job-session.ts';
-import { defaultLogger, type Logger } from './log.ts';
+import { createLogger, type Logger } from '../util/log.ts';
 import { currentLease, isLeaseLive, RUN_ID_PATTERN, type RunLease } from './run-lease.ts';
 import { ENV_RUN, ID_PATTERN, KILL_FN, shq } from './shell.ts';
 import { hashImageSet } from './staging.ts';
@@ -34,7 +34,7 @@ export abstract class ShellExecutor implements HostExecutor {
     this.name = spec.name;
     this.runId = options.runId;
     this.lease = options.lease ?? currentLease(options.runId);
-    this.log = options.log ?? defaultLogger('cbt-hosts');
+    this.log = options.log ?? createLogger('cbt:hosts');
     this.limits = options.limits ?? {};
   }
 
@@ -94,13 +94,13 @@ export abstract class ShellExecutor implements HostExecutor {
     const t = await this.control(options.signal);
     const probe = await this.sh(`if [ -e ${shq(dir)}/.complete ]; then echo present; else mkdir -p ${shq(this.imagesDir)}/.tmp && mktemp -d ${shq(`${this.imagesDir}/.tmp/${set.hash}.XXXXXX`)}; fi`, 'checking the image cache', { transport: t, signal: options.signal });
     if (probe.trim() === 'present') {
-      this.log('image cached', { host: this.name, hash: set.hash.slice(0, 12) });
+      this.log.debug('image cached', { host: this.name, hash: set.hash.slice(0, 12) });
       return result(false);
     }
     const tmp = probe.trim();
     if (!tmp.startsWith(`${this.imagesDir}/.tmp/`)) throw new HostOperationError(this.name, `unexpected answer while staging an image: ${tmp.slice(0, 200)}`);
     try {
-      this.log('staging image', { host: this.name, hash: set.hash.slice(0, 12), bytes: set.bytes });
+      this.log.debug('staging image', { host: this.name, hash: set.hash.slice(0, 12), bytes: set.bytes });
       for (const f of set.files) await t.upload(f.path, `${tmp}/${f.name}`, options.signal);
       const manifest = JSON.stringify({ hash: set.hash, files: set.files.map((f) => ({ name: f.name, size: f.size, sha256: f.sha256 })), stagedAt: new Date().toISOString(), stagedBy: this.lease.controller });
       await this.sh(`cat > ${shq(tmp)}/manifest.json`, 'writing the image manifest', { transport: t, stdin: manifest, signal: options.signal });

@@ -73,7 +73,7 @@ export class SshExecutor extends ShellExecutor {
     const state = await this.sh(`[ -e ${shq(dir)}/.complete ] && echo present; mkdir -p ${shq(this.workdir)}/harness/.tmp`, 'checking the staged harness', { transport: t, signal });
     if (state.trim() === 'present') return bin;
     const tmp = `${this.workdir}/harness/.tmp/${bundle.sha256}.${randomBytes(4).toString('hex')}`;
-    this.log('staging harness', { host: this.name, sha256: bundle.sha256.slice(0, 12), bytes: bundle.size });
+    this.log.debug('staging harness', { host: this.name, sha256: bundle.sha256.slice(0, 12), bytes: bundle.size });
     try {
       await t.upload(bundle.path, `${tmp}.tar.gz`, signal);
       await this.sh(

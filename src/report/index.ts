@@ -4,7 +4,7 @@ export { ReportInputError, RunConfigError, HistoryIndexError, ReporterOptionErro
 export { readRunRecord, parseRunRecord, validateRunRecord, runRecordErrors, recordPath, MAX_RECORD_BYTES } from './read-record.ts';
 export { blockMap, encodeCells, decodeCells, type BlockMapInput } from './block-map.ts';
 export { RunRecorder, epochRecord, computeTotals, hostInfo, deriveStatus, clip, asExpected, runOutcome, isUnexpectedMissed, MAX_TEXT, type EpochInput, type JobEnd, type RunRecorderOptions } from './recorder.ts';
-export { silentLogger, type Reporter, type ReportLogger, type LogFields } from './reporter.ts';
+export { type Reporter, type ReportLogger, type LogFields } from './reporter.ts';
 export { Multiplexer, type ReporterFailure } from './multiplexer.ts';
 export { createReporters, REPORTER_NAMES, REPORT_FILES, type ReporterName, type CreateReportersOptions, type CreatedReporters } from './create-reporters.ts';
 export { TerminalReporter, summaryTable, type TerminalReporterOptions, type TextStream } from './terminal.ts';

@@ -3,6 +3,7 @@
  * run order. Hooks may return a promise; the multiplexer awaits it before the next hook of the
  * same reporter, so a reporter sees its events in order.
  */
+import type { Logger } from '../util/log.ts';
 import type { EpochRecord, JobRecord, JobRef, RunBegin, RunRecord, StepRecord } from './run-record.ts';
 
 export interface Reporter {
@@ -17,12 +18,7 @@ export interface Reporter {
   onEnd?(record: RunRecord): void | Promise<void>;
 }
 
-export type LogFields = Record<string, unknown>;
+export type { LogFields } from '../util/log.ts';
 
-/** Where reporters' own problems go (the CLI prints them on stderr). Shaped like the modules' loggers. */
-export interface ReportLogger {
-  warn(message: string, fields?: LogFields): void;
-}
-
-/** A logger that drops everything. */
-export const silentLogger: ReportLogger = { warn: () => {} };
+/** Where reporters' own problems go (the CLI prints them on stderr): the warning half of the modules' logger. */
+export type ReportLogger = Pick<Logger, 'warn'>;

@@ -28,10 +28,14 @@ import { JOB_SPEC_VERSION, type JobHooks, type JobObserver, type JobOutcome, typ
 import { parseScenario } from './loader.ts';
 import { JobState, type StepOutcome } from './machine.ts';
 import { verifyImages } from './oracle.ts';
+import { createLogger } from '../util/log.ts';
 import { epochOf, guestInfo } from './outcome.ts';
 import { deriveSeed } from './seeds.ts';
 import { allSteps, neededOperations, stepArgs } from './steps.ts';
 import type { Scenario, Step } from './types.ts';
+
+/** Every timeline event of every job, as it happens (`DEBUG=cbt:job`). */
+const log = createLogger('cbt:job');
 
 export { StepError, JobInfrastructureError } from './errors.ts';
 export { JOB_SPEC_VERSION, type JobHooks, type JobObserver, type JobOutcome, type JobSpec } from './job-spec.ts';
@@ -81,6 +85,8 @@ export class JobRunner {
 
   #event(e: TimelineEvent): void {
     this.#timeline.push(e);
+    const { at: _at, kind, ...fields } = e;
+    log.debug(kind, { job: this.spec.jobId, ...fields });
     this.#observer.event?.(e);
   }
 

@@ -40,10 +40,15 @@ function formatValue(v: unknown): string {
   }
 }
 
+/** ` key=value` pairs of the defined fields, values quoted when they need it. */
+export function formatFields(fields?: LogFields): string {
+  let text = '';
+  if (fields) for (const [k, v] of Object.entries(fields)) if (v !== undefined) text += ` ${k}=${formatValue(v)}`;
+  return text;
+}
+
 function format(name: string, level: string, message: string, fields?: LogFields): string {
-  let line = `${new Date().toISOString()} ${name} ${level} ${message}`;
-  if (fields) for (const [k, v] of Object.entries(fields)) if (v !== undefined) line += ` ${k}=${formatValue(v)}`;
-  return `${line}\n`;
+  return `${new Date().toISOString()} ${name} ${level} ${message}${formatFields(fields)}\n`;
 }
 
 export function createLogger(name: string): Logger {
