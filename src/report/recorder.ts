@@ -143,9 +143,10 @@ export function computeTotals(jobs: readonly JobRecord[]): Totals {
 }
 
 /** What the record keeps of an inventory host: never addresses, users or keys. */
-export function hostInfo(spec: { name: string; type: HostType; tags?: readonly string[]; slots?: number }): HostInfo {
+export function hostInfo(spec: { name: string; type: HostType; tags?: readonly string[]; slots?: number; down?: string }): HostInfo {
   const h: HostInfo = { name: spec.name, type: spec.type, tags: [...(spec.tags ?? [])] };
   if (spec.slots !== undefined) h.slots = spec.slots;
+  if (spec.down !== undefined) h.down = spec.down;
   return h;
 }
 

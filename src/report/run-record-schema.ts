@@ -47,7 +47,7 @@ export const RUN_RECORD_SCHEMA = {
       type: 'object',
       required: ['name', 'type', 'tags'],
       additionalProperties: false,
-      properties: { name: { type: 'string', minLength: 1 }, type: HOST_TYPE, tags: { type: 'array', items: { type: 'string' } }, slots: { type: 'integer', minimum: 1 } },
+      properties: { name: { type: 'string', minLength: 1 }, type: HOST_TYPE, tags: { type: 'array', items: { type: 'string' } }, slots: { type: 'integer', minimum: 1 }, down: { type: 'string', minLength: 1, description: 'why the host was not used: it could not be reached (or swept) when the run began, so no job was placed on it' } },
     },
     hostRef: {
       type: 'object',

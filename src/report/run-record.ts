@@ -31,6 +31,8 @@ export interface HostInfo {
   tags: string[];
   /** Jobs that may run at once on it. */
   slots?: number;
+  /** Why no job was placed on it: it could not be reached (or swept) when the run began. */
+  down?: string;
 }
 
 export interface ScenarioInfo {

@@ -8,9 +8,9 @@ import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { buildLinuxRef } from '../guest/index.ts';
-import { createExecutor, InfrastructureError, loadInventory, newRunId, type HostExecutor, type HostSpec } from '../hosts/index.ts';
+import { InfrastructureError, loadInventory, newRunId, type HostSpec, type JobSession } from '../hosts/index.ts';
 import { createReporters, durationKey, hostInfo, RunRecorder, type JobRef, type ReportLogger, type RunRecord, type TextStream } from '../report/index.ts';
-import { schedule, type Job } from '../scheduler/index.ts';
+import { onJobSession, openHostPool, schedule, type HostPool, type Job } from '../scheduler/index.ts';
 import { JOB_SPEC_VERSION, runJob, type JobOutcome, type JobSpec } from './job.ts';
 import { loadScenarios } from './loader.ts';
 import { deriveSeed, randomSeed } from './seeds.ts';
@@ -120,6 +120,12 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
   if (outDir) await mkdir(outDir, { recursive: true });
   const workRoot = outDir ? join(outDir, 'jobs') : await mkdtemp(join(tmpdir(), 'cbt-run-'));
   const reporters = createReporters(opts.reporters ?? ['terminal'], { outDir, stream: opts.stream, isTTY: opts.isTTY, logger: opts.logger });
+  // Every host connected and swept of crashed runs' leftovers before any job; one that cannot be
+  // reached starts down (no job is placed on it) and the record says why.
+  const pool = await openHostPool(inventory.hosts, { runId, signal: opts.signal });
+  for (const [name, why] of pool.down) opts.logger.warn(`host ${name} is down, no job will run on it: ${why}`);
+  for (const s of pool.sweeps) if (s.staleRuns.length > 0) opts.logger.warn(`host ${s.host}: removed leftovers of crashed runs ${s.staleRuns.join(', ')}`, { killed: s.killedPids.length, folders: s.removedDirs.length, containers: s.removedContainers.length });
+  const remote = onJobSession(pool, (job: Job<RemoteJob>, session, signal) => runRemote(pool, job.payload, session, signal));
   const recorder = new RunRecorder(
     {
       runId,
@@ -128,13 +134,12 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
       seed,
       ...(opts.config ? { config: opts.config } : {}),
       ...(opts.labels ? { labels: opts.labels } : {}),
-      hosts: inventory.hosts.map((h) => hostInfo({ name: h.name, type: h.type, tags: h.tags, slots: h.slots })),
+      hosts: inventory.hosts.map((h) => hostInfo({ name: h.name, type: h.type, tags: h.tags, slots: h.slots, down: pool.down.get(h.name) })),
       jobs: jobs.map((j) => j.payload.ref),
     },
     reporters.reporter,
   );
   await recorder.begin();
-  const executors = new Map<string, HostExecutor>();
   const begun = new Set<string>();
   const ended = new Set<string>();
   /** The recorded outcome of each job: a second copy that completes late returns the first's. */
@@ -156,7 +161,8 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
         const dirName = context.speculative ? `${safe(ref.id)}.attempt-${context.attempt}` : safe(ref.id);
         const jobSpec: JobSpec = { jobId: safe(ref.id), runId, scenarioFile: scenario.file, scenarioText: text, seed: ref.seed, repeat: ref.repeat, workDir: join(workRoot, dirName), accel: opts.accel, keepImages: opts.keepImages, ...(expect ? { expect } : {}) };
         const jobSignal = opts.jobTimeoutMs ? AbortSignal.any([signal, AbortSignal.timeout(opts.jobTimeoutMs)]) : signal;
-        const outcome = spec.type === 'local' ? await runJob(jobSpec, {}, jobSignal) : await runRemote(spec, jobSpec, executors, runId, jobSignal);
+        // Local jobs run in this process; the others in a job session on their host.
+        const outcome = spec.type === 'local' ? await runJob(jobSpec, {}, jobSignal) : await remote({ ...job, payload: { spec, job: jobSpec } }, spec, jobSignal, context);
         // Stopped because another copy finished first: not an outcome of this job.
         if (signal.aborted && !opts.signal?.aborted) throw signal.reason;
         // A VM that never came up is the infrastructure's failure: the scheduler retries elsewhere.
@@ -178,7 +184,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
         recorded.set(ref.id, recording);
         return recording;
       },
-      { signal: opts.signal, maxAttempts: opts.maxAttempts ?? 2, hostFailureLimit: opts.hostFailureLimit, speculate: opts.speculate === true, order },
+      { signal: opts.signal, maxAttempts: opts.maxAttempts ?? 2, hostFailureLimit: opts.hostFailureLimit, speculate: opts.speculate === true, order, downHosts: pool.down },
     );
     for (const o of result.outcomes) {
       const { ref } = o.job.payload;
@@ -198,7 +204,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
     }
     if (result.cancelled) recorder.cancel();
   } finally {
-    for (const e of executors.values()) await e.close().catch(() => undefined);
+    await pool.close();
   }
   const record = await recorder.end();
   const failed = record.jobs.some((j) => (j.expectedStatus === 'failed' ? j.status === 'passed' : j.status === 'failed'));
@@ -229,39 +235,38 @@ function prefixArtifacts(out: JobOutcome, dirName: string, outDir: string | unde
   return { ...(out.artifacts.serialLog ? { serialLog: `${base}/${out.artifacts.serialLog}` } : {}), ...(out.artifacts.timeline ? { timeline: `${base}/${out.artifacts.timeline}` } : {}) };
 }
 
-/** Run one job on an ssh or docker host through its executor: stage the guest image, run the harness there. */
-async function runRemote(spec: HostSpec, job: JobSpec, executors: Map<string, HostExecutor>, runId: string, signal: AbortSignal): Promise<JobOutcome> {
-  let ex = executors.get(spec.name);
-  if (!ex) {
-    ex = createExecutor(spec, { runId });
-    executors.set(spec.name, ex);
-  }
-  await ex.connect(signal);
+interface RemoteJob {
+  spec: HostSpec;
+  job: JobSpec;
+}
+
+/**
+ * Runs one job in its session on an ssh or docker host: stage the guest image (once per host,
+ * by content hash), run the harness there, bring back its timeline and console logs. The session
+ * (folder or container) is onJobSession's: closed whatever happens.
+ */
+async function runRemote(pool: HostPool, { spec, job }: RemoteJob, session: JobSession, signal: AbortSignal): Promise<JobOutcome> {
+  const ex = pool.executors.get(spec.name)!;
   const image = await buildLinuxRef({ signal });
   const staged = await ex.stageImage([image.vmlinux, image.vmlinuz, image.initrd, ...(image.tools ? [image.tools] : [])], { signal });
-  const session = await ex.openJob(job.jobId, { signal });
-  try {
-    const remote: JobSpec = { ...job, version: JOB_SPEC_VERSION, workDir: join(session.workdir, 'job'), stagedImage: { dir: staged.dir, manifest: image.manifest } };
-    const specPath = await session.putFile('job.json', JSON.stringify(remote));
-    const r = await session.runHarness(['job', 'run', specPath, '--json'], { signal });
-    const out = r.json as JobOutcome | undefined;
-    if (!out || typeof out !== 'object' || !Array.isArray(out.steps)) {
-      throw new InfrastructureError(spec.name, `cbt-harness job run gave no outcome (exit ${r.exitCode}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
-    }
-    if (job.workDir) {
-      await mkdir(job.workDir, { recursive: true });
-      await writeFile(join(job.workDir, 'timeline.json'), `${JSON.stringify(out.timeline)}\n`);
-      const logs = await session.exec(['sh', '-c', `cd ${JSON.stringify(join(remote.workDir, 'logs'))} 2>/dev/null && ls`], { signal }).catch(() => null);
-      for (const name of (logs?.stdout ?? '').split('\n').filter((n) => /^console-\d+\.log$/.test(n))) {
-        const data = await session.getFile(join(remote.workDir, 'logs', name), { maxBytes: 8 * 2 ** 20, signal }).catch(() => null);
-        if (data) {
-          await mkdir(join(job.workDir, 'logs'), { recursive: true });
-          await writeFile(join(job.workDir, 'logs', basename(name)), data);
-        }
+  const remote: JobSpec = { ...job, version: JOB_SPEC_VERSION, workDir: join(session.workdir, 'job'), stagedImage: { dir: staged.dir, manifest: image.manifest } };
+  const specPath = await session.putFile('job.json', JSON.stringify(remote));
+  const r = await session.runHarness(['job', 'run', specPath, '--json'], { signal });
+  const out = r.json as JobOutcome | undefined;
+  if (!out || typeof out !== 'object' || !Array.isArray(out.steps)) {
+    throw new InfrastructureError(spec.name, `cbt-harness job run gave no outcome (exit ${r.exitCode}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  }
+  if (job.workDir) {
+    await mkdir(job.workDir, { recursive: true });
+    await writeFile(join(job.workDir, 'timeline.json'), `${JSON.stringify(out.timeline)}\n`);
+    const logs = await session.exec(['sh', '-c', `cd ${JSON.stringify(join(remote.workDir, 'logs'))} 2>/dev/null && ls`], { signal }).catch(() => null);
+    for (const name of (logs?.stdout ?? '').split('\n').filter((n) => /^console-\d+\.log$/.test(n))) {
+      const data = await session.getFile(join(remote.workDir, 'logs', name), { maxBytes: 8 * 2 ** 20, signal }).catch(() => null);
+      if (data) {
+        await mkdir(join(job.workDir, 'logs'), { recursive: true });
+        await writeFile(join(job.workDir, 'logs', basename(name)), data);
       }
     }
-    return out;
-  } finally {
-    await session.close();
   }
+  return out;
 }

@@ -100,6 +100,24 @@ test.serial('an ssh host killed mid-run: its jobs finish elsewhere, the run comp
   t.deepEqual(await leftovers(rec.runId), []);
 });
 
+test.serial('a host that cannot be reached when the run begins is down from the start: named on stderr and in the record, no job placed on it', async (t) => {
+  const { dir, cleanup } = await tempDir('cbt-mh-');
+  t.teardown(cleanup);
+  // ssh-1 was killed above: the run's host pool cannot connect to it.
+  const r = await runCli(['run', `${ROOT}/scenarios/two-epochs.yaml`, '--repeat', '3', '--hosts', hostsFile, '--accel', 'tcg', '--seed', '7', '--out', dir, '--json'], { timeout: 15 * 60_000 });
+  t.is(r.exitCode, 0, r.stderr.slice(-3000));
+  const rec = record(r.stdout);
+  t.regex(r.stderr, /^cbt-harness: host ssh-1 is down, no job will run on it: .*ssh-1/m);
+  const down = rec.hosts.filter((h) => h.down !== undefined).map((h) => h.name);
+  t.deepEqual(down, ['ssh-1']);
+  for (const j of rec.jobs) {
+    t.is(j.status, 'passed', `${j.id}: ${j.error ?? ''}`);
+    t.false(j.attempts.some((a) => a.host === 'ssh-1'), `${j.id} was attempted on the down host: ${JSON.stringify(j.attempts)}`);
+  }
+  t.is((await readRunRecord(dir)).hosts.find((h) => h.name === 'ssh-1')?.down, rec.hosts.find((h) => h.name === 'ssh-1')?.down, 'run.json is valid against the published schema');
+  t.deepEqual(await leftovers(rec.runId), []);
+});
+
 test.serial('a wrong pinned host key is refused with a clear error', async (t) => {
   const wrong = `${tb!.hostsFile}.wrong-key.yaml`;
   const text = await readFile(tb!.hostsFile, 'utf8');
