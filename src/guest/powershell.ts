@@ -20,7 +20,6 @@ export class PowerShellQuoteError extends Error {
 }
 
 /** The characters PowerShell's tokenizer treats as single quotes. */
-export const PS_SINGLE_QUOTES: readonly string[] = ['\u0027', '\u2018', '\u2019', '\u201A', '\u201B'];
 const SINGLE_QUOTE_RE = /['\u2018\u2019\u201A\u201B]/g;
 
 /**
@@ -44,11 +43,6 @@ export function psInt(value: number, what = 'value'): string {
 /** `$true` / `$false`. */
 export function psBool(value: boolean): string {
   return value ? '$true' : '$false';
-}
-
-/** `@('a','b')` of quoted strings. */
-export function psArray(values: readonly string[]): string {
-  return `@(${values.map(psQuote).join(',')})`;
 }
 
 /** The `-EncodedCommand` payload: base64 of the script's UTF-16LE code units. */

@@ -185,9 +185,3 @@ export class SliceBlockSource implements BlockSource {
   async close(): Promise<void> {}
 }
 
-/** Read exactly `length` bytes at `position`, zero-filled past the end of the source. */
-export async function readAt(src: BlockSource, position: number, length: number): Promise<Buffer> {
-  const buf = Buffer.alloc(length);
-  await src.read(buf, position);
-  return buf;
-}

@@ -1,4 +1,4 @@
-export { FileBlockSource, MemoryBlockSource, SliceBlockSource, readAt, hostFileNative, type BlockSource, type HostAllocation } from './block-source.ts';
+export { FileBlockSource, MemoryBlockSource, SliceBlockSource, hostFileNative, type BlockSource, type HostAllocation } from './block-source.ts';
 export { ImageError, ImageOpenError, Qcow2FormatError, Qcow2UnsupportedError } from './errors.ts';
 export { readHeader, type Qcow2Header, type CompressionType } from './header.ts';
 export type { Layer, LayerRun, RunKind } from './layer.ts';

@@ -11,7 +11,7 @@ export { TerminalReporter, summaryTable, type TerminalReporterOptions, type Text
 export { JunitReporter, junitXml, failureSummary, junitOutcome } from './junit.ts';
 export { JsonReporter } from './json-reporter.ts';
 export { HtmlReporter, renderHtml, esc as escapeHtml } from './html.ts';
-export { emptyMetrics, addJob, addEpoch, mergeMetrics, groupMetrics, resyncRate, missedRate, overReportRatio, buildOf, driverOf, worstVerdict, type Metrics } from './metrics.ts';
+export { emptyMetrics, addJob, addEpoch, groupMetrics, resyncRate, missedRate, overReportRatio, buildOf, driverOf, worstVerdict, type Metrics } from './metrics.ts';
 export { compareRuns, formatComparison, cellsOf, type Comparison, type CompareOptions, type Change, type ChangeKind, type CellComparison, type CellSummary, type RunRef } from './compare.ts';
 export { computeTrend, trendFromPoints, pointsFromCells, trendCellsOf, formatTrend, dimensionKey, TREND_DIMENSIONS, type TrendCell, type TrendDimension, type TrendGroup, type TrendOptions, type TrendPoint, type TrendRates, type TrendResult, type TrendSums } from './trend.ts';
 export { historyTrend, findRecordFiles, expectedDurations, durationKey, HistoryIndex, INDEX_FILE, type ExpectedDurations, type HistoryTrend, type HistoryTrendOptions, type IndexStats, type RecordFile, type SkippedFile } from './history.ts';

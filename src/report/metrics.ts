@@ -48,20 +48,6 @@ export function addJob(m: Metrics, j: JobRecord): void {
   for (const e of j.epochs) addEpoch(m, e, j);
 }
 
-export function mergeMetrics(into: Metrics, m: Metrics): void {
-  into.jobs += m.jobs;
-  into.passed += m.passed;
-  into.failed += m.failed;
-  into.infraErrors += m.infraErrors;
-  into.unexpectedOutcomes += m.unexpectedOutcomes;
-  into.epochs += m.epochs;
-  for (const v of ['EXACT', 'SUPERSET', 'RESYNC', 'MISSED'] as const) into.verdicts[v] += m.verdicts[v];
-  into.unexpectedMissed += m.unexpectedMissed;
-  into.changedBlocks += m.changedBlocks;
-  into.claimedBlocks += m.claimedBlocks;
-  into.missedBlocks += m.missedBlocks;
-}
-
 export function resyncRate(m: Metrics): number | null {
   return m.epochs ? m.verdicts.RESYNC / m.epochs : null;
 }

@@ -3,6 +3,7 @@
  * reports/schema/run-record.json (`cbt-harness report schema` prints it; a test keeps the two
  * equal and validates generated records against it with ajv).
  */
+import { JOB_STATUSES } from './run-record.ts';
 
 const ISO_TIME = { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?(Z|[+-]\\d{2}:\\d{2})$', description: 'an ISO 8601 time' } as const;
 const MS = { type: 'integer', minimum: 0, description: 'milliseconds' } as const;
@@ -97,7 +98,7 @@ export const RUN_RECORD_SCHEMA = {
         },
         seed: { type: 'integer', minimum: 0, maximum: 4294967295 },
         repeat: { type: 'integer', minimum: 1 },
-        status: { enum: ['passed', 'failed', 'infra-error'] },
+        status: { enum: [...JOB_STATUSES] },
         expectedStatus: { const: 'failed' },
         error: SHORT_TEXT,
         startedAt: ISO_TIME,

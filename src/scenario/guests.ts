@@ -75,11 +75,6 @@ export function resolveGuest(name: string, catalog: GuestCatalog): { kind: 'linu
   return e;
 }
 
-/** The OS of a guest name before it boots (for the support check). */
-export function guestOs(name: string, catalog: GuestCatalog): 'linux-ref' | 'windows' {
-  return resolveGuest(name, catalog).kind;
-}
-
 /** What an adapter of this guest supports, before a VM exists. */
 export function guestOperations(name: string, catalog: GuestCatalog, tracker: TrackerGuestSetup, operations: ReadonlySet<GuestOperation>): ReadonlySet<GuestOperation> {
   if (resolveGuest(name, catalog).kind === 'linux-ref') return LinuxRefAdapter.operations(operations.has('fio'));

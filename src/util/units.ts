@@ -32,7 +32,3 @@ export function parseDuration(v: string): number | null {
   return m ? Math.round(Number(m[1]) * DUR[m[2]]) : null;
 }
 
-export function formatBytes(n: number): string {
-  for (const [u, f] of [['TiB', 1024 ** 4], ['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) if (n >= f && n % f === 0) return `${n / f}${u}`;
-  return `${n}B`;
-}

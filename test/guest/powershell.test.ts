@@ -50,11 +50,8 @@ test('psQuote refuses NUL and non-strings with PowerShellQuoteError', (t) => {
 
 test('tree-sitter PowerShell grammar: each quoted value is one verbatim string token in a clean parse', async (t) => {
   const parser = await loadPsParser();
-  if (!parser) {
-    t.log('web-tree-sitter / tree-sitter-powershell not installed: grammar check skipped (devDependencies requested)');
-    t.pass();
-    return;
-  }
+  // Both are devDependencies that `npm ci` installs: a missing grammar is a broken setup, not a skip.
+  if (!parser) return t.fail('web-tree-sitter / tree-sitter-powershell cannot be loaded (run npm ci)');
   for (const v of HOSTILE) {
     const lit = psQuote(v);
     const src = `$x = ${lit}\nWrite-Output $x`;

@@ -3,33 +3,31 @@
  * verdicts it expects; the known-bad trackers must make the run fail (exit 1) with the verdicts
  * that catch them. This is the slow suite (`npm run test:suite`); it runs after the unit tests.
  */
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { readRunRecord, type RunRecord } from '../../src/report/index.ts';
 import { ROOT, runCli, tempDir } from '../helpers/tools.ts';
 
 const SUITE_HOSTS = join(ROOT, 'test/suite/hosts.suite.yaml');
 
-async function run(files: string[], extra: string[] = []): Promise<{ exitCode: number; record: RunRecord; stderr: string; out: string }> {
+/** One `run` of `files`; its output folder lives until the test ends. */
+async function run(t: ExecutionContext, files: string[], extra: string[] = []): Promise<{ exitCode: number; record: RunRecord; stderr: string; out: string }> {
   const { dir, cleanup } = await tempDir('cbt-suite-');
-  try {
-    const r = await runCli(['run', ...files, '--out', dir, '--json', '--accel', 'tcg', '--seed', '20261123', '--hosts', SUITE_HOSTS, ...extra], { timeout: 25 * 60_000, env: { CBT_HARNESS_LOG: 'warn' } });
-    if (!r.stdout.trim().startsWith('{')) throw new Error(`no run record (exit ${r.exitCode}): ${r.stderr.slice(-3000)}`);
-    const record = JSON.parse(r.stdout) as RunRecord;
-    // The record on disk is valid against the published schema (readRunRecord validates) and is the one printed.
-    const onDisk = await readRunRecord(dir);
-    if (onDisk.runId !== record.runId) throw new Error(`run.json holds ${onDisk.runId}, stdout ${record.runId}`);
-    return { exitCode: r.exitCode, record, stderr: r.stderr, out: dir };
-  } finally {
-    await cleanup();
-  }
+  t.teardown(cleanup);
+  const r = await runCli(['run', ...files, '--out', dir, '--json', '--accel', 'tcg', '--seed', '20261123', '--hosts', SUITE_HOSTS, ...extra], { timeout: 25 * 60_000 });
+  if (!r.stdout.trim().startsWith('{')) throw new Error(`no run record (exit ${r.exitCode}): ${r.stderr.slice(-3000)}`);
+  const record = JSON.parse(r.stdout) as RunRecord;
+  // The record on disk is valid against the published schema (readRunRecord validates) and is the one printed.
+  const onDisk = await readRunRecord(dir);
+  if (onDisk.runId !== record.runId) throw new Error(`run.json holds ${onDisk.runId}, stdout ${record.runId}`);
+  return { exitCode: r.exitCode, record, stderr: r.stderr, out: dir };
 }
 
 test.serial('the scenario library passes with its expected verdicts', async (t) => {
   const files = (await readdir(join(ROOT, 'scenarios'))).filter((f) => f.endsWith('.yaml')).map((f) => join(ROOT, 'scenarios', f));
   t.true(files.length >= 13);
-  const { exitCode, record, stderr } = await run(files);
+  const { exitCode, record, stderr, out } = await run(t, files);
   for (const j of record.jobs) {
     t.log(`${j.scenario.name}: ${j.status} ${j.epochs.map((e) => `${e.verdict}(${e.changedBlocks}/${e.claimedBlocks})`).join(' ')} ${Math.round(j.durationMs / 1000)}s${j.error ? ` — ${j.error}` : ''}`);
   }
@@ -52,7 +50,11 @@ test.serial('the scenario library passes with its expected verdicts', async (t) 
   // The record names the host, seed and the artifacts.
   for (const j of record.jobs) {
     t.is(j.host?.name, 'local');
-    t.truthy(j.artifacts.timeline);
+    // The timeline artifact is the file the record names, holding the record's timeline.
+    const file = j.artifacts.timeline;
+    t.regex(file ?? '', /^jobs\/[^/]+\/timeline\.json$/, `${j.scenario.name}: ${String(file)}`);
+    const onDisk = JSON.parse(await readFile(join(out, file!), 'utf8')) as unknown[];
+    t.deepEqual(onDisk, j.timeline, `${j.scenario.name}: ${file} is not the record's timeline`);
     t.true(j.timeline.some((e) => e.kind === 'guest'));
     t.true(j.timeline.some((e) => e.kind === 'verdict'));
   }
@@ -61,7 +63,7 @@ test.serial('the scenario library passes with its expected verdicts', async (t) 
 test.serial('known-bad trackers are caught: the run fails with MISSED and RESYNC, exit code 1', async (t) => {
   const dir = join(ROOT, 'scenarios', 'known-bad');
   const files = (await readdir(dir)).map((f) => join(dir, f));
-  const { exitCode, record } = await run(files);
+  const { exitCode, record } = await run(t, files);
   t.is(exitCode, 1);
   const by = new Map(record.jobs.map((j) => [j.scenario.name, j]));
   const drop = by.get('known-bad-dm-era-drop-writes');
@@ -72,7 +74,7 @@ test.serial('known-bad trackers are caught: the run fails with MISSED and RESYNC
   t.is(bitmap?.status, 'failed');
   t.is(bitmap?.epochs[0].verdict, 'RESYNC');
   // Declared known-bad (--expect-fail), the same run passes: both were caught.
-  const caught = await run(files, ['--expect-fail']);
+  const caught = await run(t, files, ['--expect-fail']);
   t.is(caught.exitCode, 0);
   t.true(caught.record.jobs.every((j) => j.expectedStatus === 'failed' && j.status === 'failed'));
 });
