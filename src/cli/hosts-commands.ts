@@ -18,6 +18,7 @@ import {
 } from '../hosts/index.ts';
 import { CheckFailed } from './errors.ts';
 import { log, printJson, printText } from './output.ts';
+import { formatAge } from '../vm/accel-cache.ts';
 
 /** Known errors of these commands: a one-line message, exit 2 (bad input or infrastructure). */
 async function handled(fn: () => Promise<void>): Promise<void> {
@@ -78,7 +79,7 @@ function table(rows: string[][]): string {
 }
 
 function humanCheck(file: string, checks: HostCheck[]): string {
-  const rows = [['HOST', 'TYPE', 'STATUS', 'QEMU', 'KVM', 'DISK FREE', 'MEM AVAIL', 'IMAGES']];
+  const rows = [['HOST', 'TYPE', 'STATUS', 'QEMU', 'KVM', 'KVM PROBE', 'DISK FREE', 'MEM AVAIL', 'IMAGES']];
   for (const c of checks) {
     const f = c.facts;
     rows.push([
@@ -87,6 +88,7 @@ function humanCheck(file: string, checks: HostCheck[]): string {
       !c.reachable ? 'UNREACHABLE' : c.usable ? 'ok' : 'UNUSABLE',
       f?.qemu ? (/version (\S+)/.exec(f.qemu)?.[1] ?? f.qemu) : '-',
       !f ? '-' : f.kvm.device ? (f.kvm.accessible ? '/dev/kvm' : '/dev/kvm (no access)') : 'none',
+      f?.kvm.probed && f.kvm.probedAt ? `${f.kvm.probed}, ${formatAge(Date.now() - Date.parse(f.kvm.probedAt))} ago` : '-',
       gib(f?.disk?.freeBytes),
       gib(f?.memory?.availableBytes),
       f ? String(f.images.length) : '-',
@@ -96,7 +98,8 @@ function humanCheck(file: string, checks: HostCheck[]): string {
   const problems = checks.flatMap((c) => (c.error ? [`  ${c.name}: ${c.error}`] : (c.facts?.problems ?? []).map((p) => `  ${c.name}: ${p}`)));
   if (problems.length) lines.push('problems:', ...problems);
   for (const c of checks) for (const img of c.facts?.images ?? []) lines.push(`image on ${c.name}: ${img.hash.slice(0, 16)} ${img.files.map((x) => x.name).join(', ')}`);
-  lines.push('note: KVM shows whether /dev/kvm exists and is accessible; it does not prove a guest boots under KVM (the VM launcher\'s boot probe does: `cbt-harness vm boot` on the host).');
+  for (const c of checks) if (c.facts?.kvm.probeReason) lines.push(`kvm probe on ${c.name} (cached, used by runs for a day): ${c.facts.kvm.probeReason}`);
+  lines.push('note: KVM shows whether /dev/kvm exists and is accessible; it does not prove a guest boots under KVM. KVM PROBE is the cached answer of the boot probe the VM launcher runs (`cbt-harness vm boot --accel-probe` on the host probes again).');
   return lines.join('\n');
 }
 

@@ -36,6 +36,7 @@ interface RunFlags {
   repeat: number;
   reporter: string[];
   accel: string;
+  accelProbe?: boolean;
   keepImages?: boolean;
   expectFail?: boolean;
   speculate?: boolean;
@@ -95,6 +96,7 @@ export function runCommand(version: string): Command {
     .option('--repeat <n>', 'run each scenario N times', positive('repeat'), 1)
     .option('--reporter <names>', 'terminal, json, junit, html (comma separated)', (v: string, prev: string[]) => [...prev, ...v.split(',').map((x) => x.trim()).filter(Boolean)], [] as string[])
     .option('--accel <mode>', 'auto (probe KVM, else TCG), kvm or tcg', 'auto')
+    .option('--accel-probe', 'with --accel auto: probe KVM again on every host instead of trusting the answer cached there (kept a day)')
     .option('--keep-images', 'keep the qcow2 images of every epoch (large)')
     .option('--expect-fail', 'the scenarios are known-bad trackers: the run passes only if every job fails')
     .option('--speculate', 'at the tail of the run, idle slots start backup copies of running jobs on other hosts; the first to finish is the result (config: limits.speculate)')
@@ -129,6 +131,7 @@ export function runCommand(version: string): Command {
           logger: userWarnings('cbt-harness'),
           signal: controller.signal,
           accel: flags.accel as 'auto' | 'kvm' | 'tcg',
+          ...(flags.accelProbe ? { accelProbe: 'force' as const } : {}),
           keepImages: flags.keepImages,
           expectFailure: flags.expectFail,
           ...(flags.speculate ? { speculate: true } : {}),

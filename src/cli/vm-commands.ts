@@ -18,7 +18,7 @@ export interface VmBootReport {
 }
 
 /** Boots linux-ref, logs in over SSH, runs `uname -r`, powers off through the guest. */
-export async function bootCheck(opts: { accel?: 'auto' | 'kvm' | 'tcg'; machine?: 'q35' | 'pc'; logDir?: string; signal?: AbortSignal; runId?: string }): Promise<VmBootReport> {
+export async function bootCheck(opts: { accel?: 'auto' | 'kvm' | 'tcg'; accelProbe?: boolean; machine?: 'q35' | 'pc'; logDir?: string; signal?: AbortSignal; runId?: string }): Promise<VmBootReport> {
   const image = await buildLinuxRef({ log, signal: opts.signal });
   const key = await generateKeyPair();
   const { spec, hostKey } = linuxRefVmSpec(image, {
@@ -29,7 +29,7 @@ export async function bootCheck(opts: { accel?: 'auto' | 'kvm' | 'tcg'; machine?
     machine: opts.machine,
     logDir: opts.logDir,
   });
-  const vm: RunningVm = await startVm(spec, { signal: opts.signal });
+  const vm: RunningVm = await startVm(spec, { signal: opts.signal, forceAccelProbe: opts.accelProbe === true });
   try {
     log(`vm: ${vm.label} accel ${vm.accel.accel} (${vm.accel.reason})`);
     // Boot time counts from QEMU's start, not from the accel probe.
@@ -67,11 +67,12 @@ export function vmCommand(): Command {
     // choices: commander itself rejects anything else (printed, exit code 2).
     .addOption(new Option('--guest <name>', 'guest image').choices(['linux-ref']).default('linux-ref'))
     .addOption(new Option('--accel <a>', 'auto probes KVM and falls back to TCG').choices(['auto', 'kvm', 'tcg']).default('auto'))
+    .option('--accel-probe', 'with --accel auto: probe KVM again instead of trusting the cached answer')
     .addOption(new Option('--machine <m>', 'QEMU machine').choices(['q35', 'pc']).default('q35'))
     .option('--log-dir <dir>', 'keep the serial console log here')
     .option('--json', 'one JSON document on stdout')
-    .action(async (flags: { guest: string; accel: 'auto' | 'kvm' | 'tcg'; machine: 'q35' | 'pc'; logDir?: string; json?: boolean }) => {
-      const r = await bootCheck({ accel: flags.accel, machine: flags.machine, logDir: flags.logDir });
+    .action(async (flags: { guest: string; accel: 'auto' | 'kvm' | 'tcg'; accelProbe?: boolean; machine: 'q35' | 'pc'; logDir?: string; json?: boolean }) => {
+      const r = await bootCheck({ accel: flags.accel, accelProbe: flags.accelProbe, machine: flags.machine, logDir: flags.logDir });
       if (flags.json) await printJson(r);
       else await printText(`${r.kernel}: SSH after ${r.bootToSshMs} ms under ${r.accel} (${r.accelReason}); shutdown ${r.shutdown}`);
     });

@@ -31,6 +31,9 @@ export interface HostFacts {
     method: 'device-file' | 'boot-probe';
     /** Result of a boot probe when one ran: 'kvm' | 'tcg'. */
     probed?: 'kvm' | 'tcg';
+    /** The newest answer in the host's accel probe cache (src/vm/accel-cache.ts): when and why. */
+    probedAt?: string;
+    probeReason?: string;
   };
   disk: { path: string; totalBytes: number; freeBytes: number } | null;
   memory: { totalBytes: number; availableBytes: number } | null;
@@ -54,6 +57,7 @@ export function factsScript(workdir: string, imagesDir: string): string {
 echo "qemu=$(qemu-system-x86_64 --version 2>/dev/null | head -n 1)"
 echo "qemuImg=$(qemu-img --version 2>/dev/null | head -n 1)"
 if [ -e /dev/kvm ]; then echo kvm=1; else echo kvm=0; fi
+echo "accelCache=$(head -c 262144 "\${CBT_HARNESS_CACHE:-$HOME/.cache/cbt-harness}/accel-probe.json" 2>/dev/null | tr -d '\\n')"
 if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then echo kvmAccess=1; else echo kvmAccess=0; fi
 mkdir -p ${w} 2>/dev/null
 echo "df=$(df -Pk ${w} 2>/dev/null | tail -n 1)"
@@ -71,6 +75,20 @@ export interface FactLimits {
   minFreeDiskBytes?: number;
   /** Less available memory than this is a problem. @default 1 GiB */
   minAvailableMemoryBytes?: number;
+}
+
+/** The newest entry of an accel probe cache document (entries are kept newest first), if any. */
+function newestProbe(text: string): Partial<HostFacts['kvm']> {
+  if (!text) return {};
+  try {
+    const doc = JSON.parse(text) as { version?: unknown; entries?: Array<{ ok?: unknown; at?: unknown; reason?: unknown }> };
+    const e = Array.isArray(doc.entries) ? doc.entries[0] : undefined;
+    if (doc.version !== 1 || !e || typeof e.ok !== 'boolean' || typeof e.at !== 'string' || typeof e.reason !== 'string') return {};
+    return { method: 'boot-probe', probed: e.ok ? 'kvm' : 'tcg', probedAt: e.at, probeReason: e.reason };
+  } catch {
+    // Cut short (over 256 KiB) or not ours: as if there were none.
+    return {};
+  }
 }
 
 export function parseFacts(host: string, type: HostType, workdir: string, output: string, limits: FactLimits = {}): HostFacts {
@@ -94,6 +112,9 @@ export function parseFacts(host: string, type: HostType, workdir: string, output
         break;
       case 'kvmAccess':
         facts.kvm.accessible = value === '1';
+        break;
+      case 'accelCache':
+        Object.assign(facts.kvm, newestProbe(value));
         break;
       case 'df': {
         // Filesystem 1024-blocks Used Available Capacity Mounted-on

@@ -23,6 +23,8 @@ export interface JobSpec {
   workDir: string;
   /** @default 'auto' */
   accel?: 'auto' | 'kvm' | 'tcg';
+  /** `auto`: probe KVM anew instead of trusting the host's cached answer (`run --accel-probe`). */
+  accelProbe?: 'cached' | 'force';
   /** Keep the qcow2 images after the job (they can be large). @default false */
   keepImages?: boolean;
   /** Guest image cache folder. @default the image module's default */

@@ -222,7 +222,7 @@ export class JobRunner {
       if (vmPromise) vm = await vmPromise;
       else {
         const spec = { ...this.#vmSpec!, disks: this.#vmSpec!.disks?.map((d) => ({ ...d, path: this.#tops.get(d.id) ?? d.path })) };
-        vm = await startVm(spec, { signal: this.#signal, boot: this.#boot, accelChoice: this.#vm?.accel });
+        vm = await startVm(spec, { signal: this.#signal, boot: this.#boot, accelChoice: this.#vm?.accel, forceAccelProbe: this.spec.accelProbe === 'force' });
       }
     } catch (e) {
       throw new JobInfrastructureError(`QEMU did not start: ${(e as Error).message}`, { cause: e });

@@ -47,6 +47,8 @@ export interface RunOptions {
   logger: ReportLogger;
   signal?: AbortSignal;
   accel?: 'auto' | 'kvm' | 'tcg';
+  /** `force`: probe KVM anew on each host (once per host) instead of trusting its cached answer. */
+  accelProbe?: 'cached' | 'force';
   keepImages?: boolean;
   /** Every job is a known-bad tracker (with `files`): its failure is the expected outcome. */
   expectFailure?: boolean;
@@ -140,6 +142,9 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
     reporters.reporter,
   );
   await recorder.begin();
+  // A forced probe once per host: in this process the first forced probe is reused by the rest;
+  // a remote host gets it with its first job (later ones read the fresh answer it cached).
+  const probeAgain = new Set(opts.accelProbe === 'force' ? inventory.hosts.map((h) => h.name) : []);
   const begun = new Set<string>();
   const ended = new Set<string>();
   /** The recorded outcome of each job: a second copy that completes late returns the first's. */
@@ -160,6 +165,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
         // A backup copy (speculation) runs beside the first one: its own folder.
         const dirName = context.speculative ? `${safe(ref.id)}.attempt-${context.attempt}` : safe(ref.id);
         const jobSpec: JobSpec = { jobId: safe(ref.id), runId, scenarioFile: scenario.file, scenarioText: text, seed: ref.seed, repeat: ref.repeat, workDir: join(workRoot, dirName), accel: opts.accel, keepImages: opts.keepImages, ...(expect ? { expect } : {}) };
+        if (spec.type === 'local' ? probeAgain.has(spec.name) : probeAgain.delete(spec.name)) jobSpec.accelProbe = 'force';
         const jobSignal = opts.jobTimeoutMs ? AbortSignal.any([signal, AbortSignal.timeout(opts.jobTimeoutMs)]) : signal;
         // Local jobs run in this process; the others in a job session on their host.
         const outcome = spec.type === 'local' ? await runJob(jobSpec, {}, jobSignal) : await remote({ ...job, payload: { spec, job: jobSpec } }, spec, jobSignal, context);

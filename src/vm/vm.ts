@@ -21,6 +21,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QmpClient, QmpError, type QmpEvent } from '../qmp/index.ts';
 import { chooseAccel, type AccelChoice } from './accel.ts';
+import { withPdeathsig } from './pdeathsig.ts';
 import { buildQemuArgv, deviceId, diskDevices, diskNode, ejectTarget } from './argv.ts';
 import { ConsoleLog, type ConsoleMatch, type ConsoleWaitOptions } from './console-log.ts';
 import { VmError } from './errors.ts';
@@ -36,6 +37,8 @@ export interface StartOptions {
   readyTimeoutMs?: number;
   /** Reuse an earlier accel decision (restarts after a power cut skip the probe). */
   accelChoice?: AccelChoice;
+  /** `auto`: probe KVM anew instead of trusting the cached answer (`--accel-probe`). */
+  forceAccelProbe?: boolean;
   /** Boot counter for console file names. @default 1 */
   boot?: number;
   /** Disks started without their devices (they were unplugged before a power cut). */
@@ -108,14 +111,6 @@ async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | typeof TIM
   }
 }
 
-let setprivChecked: Promise<boolean> | null = null;
-function hasSetprivPdeathsig(): Promise<boolean> {
-  setprivChecked ??= new Promise((resolvePromise) => {
-    execFile('setpriv', ['--help'], (err, stdout) => resolvePromise(!err && String(stdout).includes('--pdeathsig')));
-  });
-  return setprivChecked;
-}
-
 function freePort(): Promise<number> {
   return new Promise((resolvePromise, reject) => {
     const srv = createServer();
@@ -147,7 +142,7 @@ function runTool(cmd: string, args: string[], vm: string, signal?: AbortSignal):
 export async function startVm(spec: VmSpec, opts: StartOptions = {}): Promise<RunningVm> {
   validateSpec(spec);
   const label = vmLabel(spec);
-  const accel = opts.accelChoice ?? (await chooseAccel(spec.accel ?? 'auto', spec.probe, { qemuBinary: spec.qemuBinary, machine: spec.machine, cpu: spec.cpu, signal: opts.signal }));
+  const accel = opts.accelChoice ?? (await chooseAccel(spec.accel ?? 'auto', spec.probe, { qemuBinary: spec.qemuBinary, machine: spec.machine, cpu: spec.cpu, signal: opts.signal, force: opts.forceAccelProbe }));
   const autoPorts = spec.network !== false && (spec.network?.forwards ?? []).some((f) => f.hostPort === undefined);
   for (let attempt = 1; ; attempt++) {
     try {
@@ -189,7 +184,7 @@ async function startOnce(spec: VmSpec, label: string, accel: AccelChoice, opts: 
     const pidFile = join(runtimeDir, 'qemu.pid');
     const argv = buildQemuArgv(spec, { accel: accel.accel, cpu: accel.cpu, kernel, bios, qmpSocket, consoleLog, pidFile, forwards, fwCfg, unplugged: new Set(opts.unplugged ?? []) });
     const qemu = spec.qemuBinary ?? 'qemu-system-x86_64';
-    const [cmd, args] = (await hasSetprivPdeathsig()) ? ['setpriv', ['--pdeathsig', 'SIGKILL', '--', qemu, ...argv]] : [qemu, argv];
+    const [cmd, args] = await withPdeathsig(qemu, argv);
     log.debug('spawn', { vm: label, accel: accel.accel, argv: argv.join(' ') });
     const proc = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     child = proc;
