@@ -3,7 +3,7 @@
  * file extension) loads a module exporting `decode(ctx)` (see docs/decoders.md).
  */
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { cbtfDecoder } from './cbtf/decoder.ts';
 import { claimProblems, type Claim } from './claim.ts';
@@ -17,14 +17,18 @@ function looksLikePath(name: string): boolean {
   return name.includes('/') || /\.(m?js|ts|cjs)$/.test(name);
 }
 
-/** A built-in decoder by name, or a plugin module by path (relative to `cwd`). */
-export async function resolveDecoder(name: string, cwd = process.cwd()): Promise<Decoder> {
+/**
+ * A built-in decoder by name, or a plugin module by path: absolute, or relative to `cwd` (the
+ * caller's working directory, passed in: cbt/ is a pure core and does not read the process' state).
+ */
+export async function resolveDecoder(name: string, cwd?: string): Promise<Decoder> {
   const builtin = BUILTIN_DECODERS.get(name);
   if (builtin) return builtin;
   if (!looksLikePath(name)) {
     throw new DecoderOptionError(`unknown decoder \`${name}\` (built in: ${[...BUILTIN_DECODERS.keys()].join(', ')}; or a path to a plugin module)`);
   }
-  const file = resolve(cwd, name);
+  if (cwd === undefined && !isAbsolute(name)) throw new DecoderOptionError(`decoder plugin path \`${name}\` is relative but no directory to resolve it in was given`);
+  const file = cwd === undefined ? name : resolve(cwd, name);
   if (!existsSync(file)) throw new DecoderPluginError(`decoder plugin ${file} does not exist`);
   let mod: Record<string, unknown>;
   try {

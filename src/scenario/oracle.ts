@@ -17,7 +17,7 @@ export interface DecodeRequest {
 }
 
 export async function decodeOpened(image: OpenedImage, req: DecodeRequest): Promise<Claim> {
-  const decoder = await resolveDecoder(req.decoder, req.cwd);
+  const decoder = await resolveDecoder(req.decoder, req.cwd ?? process.cwd());
   const ctx = createDecodeContext(image, req.options ?? {}, req.providers);
   return runDecoder(decoder, ctx);
 }
