@@ -9,9 +9,9 @@
  *     lost / slots of the hosts that stayed up), for input order and `order: 'cost'` (a plan that
  *     evens out the slots, src/scheduler/plan.ts), without and with speculation (backup copies on
  *     idle slots; the time of copies that lost is printed as a share of the slots' time);
- *   - next to each, the same scheduler on a virtual clock (virtual-clock.ts): the same code and
- *     random draws, time moving only when nothing can run, so the scheduler's own cost is zero:
- *     what the policy gives. The gap between the two is the cost of one process running a
+ *   - next to each, the same scheduler on a virtual clock (VirtualClock, src/scheduler/clock.ts):
+ *     the same code and random draws, time moving only when nothing can run, so the scheduler's
+ *     own cost is zero: what the policy gives. The gap between the two is the cost of one process running a
  *     thousand 200 ms jobs at once (timers firing late, garbage collection, planning).
  * and, over the seeds, the spread for order 'cost' with speculation, the configuration the
  * target is for. Targets: overhead < 1 ms per job, makespan within 5% of ideal.
@@ -20,9 +20,8 @@
  */
 import { parseArgs } from 'node:util';
 import { InfrastructureError } from '../src/hosts/index.ts';
-import { schedule, type Job, type SchedulerHost } from '../src/scheduler/index.ts';
+import { schedule, VirtualClock, type Job, type SchedulerHost } from '../src/scheduler/index.ts';
 import { mulberry32 as rng } from '../src/util/index.ts';
-import { VirtualClock } from './virtual-clock.ts';
 
 const { values } = parseArgs({
   options: {
@@ -98,7 +97,7 @@ async function simulate(seed: number, order: 'input' | 'cost', zeroWork: boolean
       if (bad || flaky) throw new InfrastructureError(host.name, 'simulated: host unreachable');
       return host.name;
     },
-    { order, maxAttempts: 4, speculate, ...(virtual ? { clock: vc.now } : {}) },
+    { order, maxAttempts: 4, speculate, ...(virtual ? { clock: vc } : {}) },
   );
   const result = virtual ? await vc.run(run) : await run;
   const wall = now() - t0;

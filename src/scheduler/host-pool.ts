@@ -4,7 +4,7 @@
  * its own job session (work folder or container), closed whatever happens.
  */
 import { createExecutor, isInfrastructureError, newRunId, safeId, type ExecutorOptions, type HostExecutor, type HostSpec, type JobSession, type Logger, type SweepReport } from '../hosts/index.ts';
-import type { AttemptContext, Job, RunJob } from './schedule.ts';
+import type { AttemptContext, Job, RunJob } from './types.ts';
 
 export interface HostPool {
   runId: string;

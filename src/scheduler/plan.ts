@@ -18,7 +18,7 @@
  *      slot); the dispatch order is by planned start. Slots are alike, so list scheduling in that
  *      order (the earliest free slot takes the next job) replays the plan while costs are right;
  *      when they are not, or an attempt fails, it is still a list schedule, and the scheduler plans
- *      the rest again (see schedule.ts).
+ *      the rest again (see dispatcher.ts).
  *
  * Tail (with speculation, when attempts fail): the `tail` shortest jobs are held out of the plan
  * and go last, longest first. With every slot ending together, an attempt that fails near the end
@@ -152,7 +152,7 @@ export function listSchedule(costs: ArrayLike<number>, ready: ArrayLike<number>,
 }
 
 /**
- * When the scheduler plans again (schedule.ts) and how long a tail it holds out. Chosen with
+ * When the scheduler plans again (dispatcher.ts) and how long a tail it holds out. Chosen with
  * bench:schedule's virtual clock (the real scheduler, no overhead; 10 jobs per slot, 2 %
  * failures, dead hosts, 10–20 seeds): planning more often chases noise in the expected end
  * times and did worse; tails of 0.4, 1.0, 1.2, 1.3, 1.5, 2.45 and 3.45 waves did worse than 1.45.

@@ -11,6 +11,11 @@ export class MinHeap<T> {
     return this.#items.length;
   }
 
+  /** The least item, left in place. */
+  peek(): T | undefined {
+    return this.#items[0];
+  }
+
   push(x: T): void {
     const h = this.#items;
     // Sift up with a hole instead of swaps: one write per level.

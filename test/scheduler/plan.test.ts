@@ -4,9 +4,8 @@
  * on bench:schedule's virtual clock (deterministic: no wall time in the assertions).
  */
 import test from 'ava';
-import { balancedOrder, listSchedule, longestFirst, schedule, REPLAN } from '../../src/scheduler/index.ts';
+import { balancedOrder, listSchedule, longestFirst, schedule, REPLAN, VirtualClock } from '../../src/scheduler/index.ts';
 import { mulberry32 } from '../../src/util/index.ts';
-import { VirtualClock } from '../../bench/virtual-clock.ts';
 
 const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0);
 const isPermutation = (order: readonly number[], n: number) => order.length === n && new Set(order).size === n && order.every((j) => Number.isInteger(j) && j >= 0 && j < n);
@@ -116,7 +115,7 @@ test("the scheduler follows the plan: order 'cost' runs 3,3,2,2,2 on one host wi
         await vc.sleep(job.payload * unit, signal);
         return job.payload;
       },
-      { order: 'cost', clock: vc.now },
+      { order: 'cost', clock: vc },
     ),
   );
   t.true(result.outcomes.every((o) => o.status === 'done'));
@@ -124,7 +123,7 @@ test("the scheduler follows the plan: order 'cost' runs 3,3,2,2,2 on one host wi
   t.deepEqual(started, ['c0', 'c2', 'c3', 'c1', 'c4']);
   // The same jobs in input order (3,3 first, as LPT would) take 7.
   const vc2 = new VirtualClock();
-  const input = await vc2.run(schedule(list, [{ name: 'h', slots: 2 }], async (job, _h, signal) => vc2.sleep(job.payload * unit, signal), { clock: vc2.now }));
+  const input = await vc2.run(schedule(list, [{ name: 'h', slots: 2 }], async (job, _h, signal) => vc2.sleep(job.payload * unit, signal), { clock: vc2 }));
   t.is(input.durationMs, 7 * unit);
 });
 
@@ -138,7 +137,7 @@ test('a large run plans while its first wave runs, and still ends near the ideal
   const hosts = Array.from({ length: 150 }, (_, i) => ({ name: `h${i}`, slots: 2 }));
   const run = async (order: 'cost' | 'input') => {
     const vc = new VirtualClock();
-    const out = await vc.run(schedule(list, hosts, async (job, _h, signal) => vc.sleep(job.payload, signal), { order, clock: vc.now }));
+    const out = await vc.run(schedule(list, hosts, async (job, _h, signal) => vc.sleep(job.payload, signal), { order, clock: vc }));
     return out.durationMs / (sum(list.map((j) => j.payload)) / 300) - 1;
   };
   const planned = await run('cost');
