@@ -3,13 +3,14 @@ import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { compareRuns, evaluateRun, expectedDurations, loadRunConfig, plannedJobs, readRunRecord, type RunRecord } from '../report/index.ts';
 import { runJob, type JobSpec } from '../scenario/job.ts';
 import { runScenarios, type PlannedScenario, type RunOptions } from '../scenario/run.ts';
 import { MAX_SEED } from '../scenario/seeds.ts';
-import { CheckFailed } from './errors.ts';
+import { CheckFailed, UsageError } from './errors.ts';
 import { log, printJson } from './output.ts';
+import { InfrastructureHarnessError } from '../util/index.ts';
 
 function positive(name: string) {
   return (v: string): number => {
@@ -21,7 +22,7 @@ function positive(name: string) {
 }
 
 /** Exit code 2 for a run that could not complete for infrastructure reasons. */
-export class InfrastructureFailed extends Error {
+export class InfrastructureFailed extends InfrastructureHarnessError {
   override name = 'InfrastructureFailed';
 }
 
@@ -94,14 +95,13 @@ export function runCommand(version: string): Command {
     .option('--out <dir>', 'write run.json (and junit.xml, report.html with those reporters) and artifacts here')
     .option('--repeat <n>', 'run each scenario N times', positive('repeat'), 1)
     .option('--reporter <names>', 'terminal, json, junit, html (comma separated)', (v: string, prev: string[]) => [...prev, ...v.split(',').map((x) => x.trim()).filter(Boolean)], [] as string[])
-    .option('--accel <mode>', 'auto (probe KVM, else TCG), kvm or tcg', 'auto')
+    .addOption(new Option('--accel <mode>', 'auto (probe KVM, else TCG), kvm or tcg').choices(['auto', 'kvm', 'tcg']).default('auto'))
     .option('--keep-images', 'keep the qcow2 images of every epoch (large)')
     .option('--expect-fail', 'the scenarios are known-bad trackers: the run passes only if every job fails')
     .option('--speculate', 'at the tail of the run, idle slots start backup copies of running jobs on other hosts; the first to finish is the result (config: limits.speculate)')
     .option('--json', 'print the run record on stdout (progress goes to stderr)')
     .action(async (files: string[], flags: RunFlags) => {
-      if (!['auto', 'kvm', 'tcg'].includes(flags.accel)) throw new InvalidArgumentError(`Expected --accel to be auto, kvm or tcg, got \`${flags.accel}\``);
-      if (flags.config && files.length) throw new InvalidArgumentError('give scenario files or --config, not both');
+      if (flags.config && files.length) throw new UsageError(`give scenario files or --config, not both (got --config ${flags.config} and ${files.join(' ')})`);
       const stream = flags.json ? process.stderr : process.stdout;
       const reporters = flags.reporter.length ? flags.reporter : ['terminal'];
       const configFile = flags.config ?? (files.length ? undefined : DEFAULT_CONFIG);
@@ -151,6 +151,32 @@ export function runCommand(version: string): Command {
     });
 }
 
+/** The job spec, or a one-line error naming the file. */
+async function readJobSpec(file: string): Promise<JobSpec> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    throw new UsageError(`${file}: cannot read the job spec: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (e as Error).message}`);
+  }
+  let spec: unknown;
+  try {
+    spec = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`${file}: the job spec is not JSON: ${(e as Error).message}`);
+  }
+  const s = spec as Partial<Record<keyof JobSpec, unknown>> | null;
+  if (typeof s !== 'object' || s === null || Array.isArray(s)) throw new UsageError(`${file}: the job spec is not a JSON object`);
+  for (const key of ['jobId', 'runId', 'scenarioFile', 'scenarioText', 'workDir'] as const) {
+    if (typeof s[key] !== 'string') throw new UsageError(`${file}: the job spec has no string \`${key}\``);
+  }
+  for (const key of ['seed', 'repeat'] as const) {
+    if (typeof s[key] !== 'number') throw new UsageError(`${file}: the job spec has no number \`${key}\``);
+  }
+  return spec as JobSpec;
+}
+
 export function jobCommand(): Command {
   const job = new Command('job').description('internal: run one job on the host that runs its VM (used by remote executors)');
   job
@@ -158,7 +184,7 @@ export function jobCommand(): Command {
     .argument('<spec>', 'job spec (JSON written by the scheduling host)')
     .option('--json', 'print the job outcome on stdout')
     .action(async (specPath: string, flags: { json?: boolean }) => {
-      const spec = JSON.parse(await readFile(specPath, 'utf8')) as JobSpec;
+      const spec = await readJobSpec(specPath);
       const controller = new AbortController();
       const stop = () => controller.abort(new Error('interrupted'));
       process.once('SIGTERM', stop);
