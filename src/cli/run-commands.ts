@@ -8,7 +8,8 @@ import { compareRuns, evaluateRun, expectedDurations, loadRunConfig, plannedJobs
 import { runJob, type JobSpec } from '../scenario/job.ts';
 import { runScenarios, type PlannedScenario, type RunOptions } from '../scenario/run.ts';
 import { MAX_SEED } from '../scenario/seeds.ts';
-import { CheckFailed, UsageError } from './errors.ts';
+import { CheckFailed, Interrupted, UsageError } from './errors.ts';
+import { ownSignals } from './signals.ts';
 import { log, printJson } from './output.ts';
 import { InfrastructureHarnessError } from '../util/index.ts';
 
@@ -107,14 +108,8 @@ export function runCommand(version: string): Command {
       const configFile = flags.config ?? (files.length ? undefined : DEFAULT_CONFIG);
       const fromCfg = configFile ? await fromConfig(configFile, flags) : null;
       const controller = new AbortController();
-      const onSignal = () => {
-        log('cbt-harness: interrupted; stopping VMs and cleaning up (again to force)…');
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-        controller.abort(new Error('interrupted'));
-      };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
+      // First Ctrl-C: a graceful stop (the record is written, exit 128 + signal); second: VMs killed, exit at once.
+      using signals = ownSignals({ controller });
       try {
         const { record, exitCode: runExit } = await runScenarios({
           files,
@@ -135,6 +130,10 @@ export function runCommand(version: string): Command {
           version,
         });
         if (flags.json) await printJson(record);
+        if (signals.received) {
+          const cancelled = record.jobs.filter((j) => j.attempts.some((a) => a.outcome === 'cancelled') || /cancelled/.test(j.error ?? '')).length;
+          throw new Interrupted(signals.received, `stopped by ${signals.received}: ${cancelled} of ${record.totals.jobs} job(s) cancelled${flags.out ? `; the run record is in ${flags.out}` : ''}`);
+        }
         let exitCode = runExit;
         if (fromCfg) {
           const ev = await fromCfg.after(record);
@@ -144,9 +143,10 @@ export function runCommand(version: string): Command {
         }
         if (exitCode === 1) throw new CheckFailed(`the run failed: ${record.totals.failed} of ${record.totals.jobs} jobs failed${record.totals.expectedFailures ? ` (${record.totals.expectedFailures} known-bad caught as expected)` : ''}, ${record.totals.verdicts.MISSED} MISSED epoch(s)`);
         if (exitCode === 2) throw new InfrastructureFailed(`${record.totals.infraErrors} of ${record.totals.jobs} jobs could not run (infrastructure)`);
-      } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+      } catch (e) {
+        // Stopped before a record existed (loading, the first boot's image build): still 128 + signal.
+        if (signals.received && !(e instanceof Interrupted)) throw new Interrupted(signals.received, `stopped by ${signals.received} (${(e as Error)?.message ?? String(e)})`);
+        throw e;
       }
     });
 }
@@ -186,10 +186,8 @@ export function jobCommand(): Command {
     .action(async (specPath: string, flags: { json?: boolean }) => {
       const spec = await readJobSpec(specPath);
       const controller = new AbortController();
-      const stop = () => controller.abort(new Error('interrupted'));
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
-      try {
+      using signals = ownSignals({ controller });
+      {
         let out;
         try {
           out = await runJob(spec, {}, controller.signal);
@@ -200,9 +198,7 @@ export function jobCommand(): Command {
         }
         if (flags.json) await printJson(out);
         else log(`${out.jobId}: ${out.status}${out.error ? ` (${out.error})` : ''}`);
-      } finally {
-        process.off('SIGTERM', stop);
-        process.off('SIGINT', stop);
+        signals.throwIfInterrupted();
       }
     });
   return job;
