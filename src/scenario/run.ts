@@ -159,15 +159,15 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
         const outcome = spec.type === 'local' ? await runJob(jobSpec, {}, jobSignal) : await runRemote(spec, jobSpec, executors, runId, jobSignal);
         // Stopped because another copy finished first: not an outcome of this job.
         if (signal.aborted && !opts.signal?.aborted) throw signal.reason;
+        // Stopped by the run's signal (Ctrl-C): cancelled, with the steps it did run.
+        const cancelled = outcome.cancelled === true && opts.signal?.aborted === true;
         // A VM that never came up is the infrastructure's failure: the scheduler retries elsewhere.
-        if (outcome.infrastructure) throw new InfrastructureError(host.name, outcome.error ?? 'the job failed for infrastructure reasons');
+        if (outcome.infrastructure && !cancelled) throw new InfrastructureError(host.name, outcome.error ?? 'the job failed for infrastructure reasons');
         // Both copies completed: the first to get here is the job's outcome (the scheduler
         // marks the other superseded).
         const first = recorded.get(ref.id);
         if (first) return first;
         // Record the finished job now, so reporters show it while the others run.
-        // Stopped by the run's signal (Ctrl-C): cancelled, with the steps it did run.
-        const cancelled = outcome.cancelled === true && opts.signal?.aborted === true;
         const attempts = [...context.previous, { host: host.name, attempt: context.attempt, startedAt: startedAt.toISOString(), durationMs: Date.now() - startedAt.getTime(), outcome: cancelled ? ('cancelled' as const) : ('ok' as const), ...(context.speculative ? { speculative: true } : {}) }];
         const status = cancelled ? ('infra-error' as const) : outcome.status;
         const error = cancelled ? `cancelled: ${describeReason(opts.signal?.reason)}${outcome.error ? ` (${outcome.error})` : ''}` : outcome.error;
