@@ -4,6 +4,7 @@
  */
 import type { BlockSource, OpenedImage } from '../qcow2/index.ts';
 import type { Claim } from './claim.ts';
+import { HarnessError } from '../util/index.ts';
 
 /** A partition of the disk (disk-relative bytes). */
 export interface DecodeVolume {
@@ -57,12 +58,12 @@ export interface Decoder {
 }
 
 /** A user got an option wrong (missing, malformed, pointing nowhere): exit code 2. */
-export class DecoderOptionError extends Error {
+export class DecoderOptionError extends HarnessError {
   override name = 'DecoderOptionError';
 }
 
 /** A plugin could not be loaded or returned something that is not a Claim: exit code 2. */
-export class DecoderPluginError extends Error {
+export class DecoderPluginError extends HarnessError {
   override name = 'DecoderPluginError';
 }
 

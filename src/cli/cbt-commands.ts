@@ -57,7 +57,7 @@ export function verifyCommand(): Command {
     .action(async (flags: { base: string; top: string; decoder: string; opt: Record<string, string>; baseSnapshot?: string; expect: Verdict[]; truthGranularity?: number; json?: boolean }) => {
       const out = await verifyImages({ base: flags.base, top: flags.top, baseSnapshot: flags.baseSnapshot, decoder: flags.decoder, options: flags.opt, truthGranularity: flags.truthGranularity, providers: defaultProviders });
       const r = out.result;
-      const doc = { verdict: r.verdict, missedBlocks: r.missedBlocks, extraBlocks: r.extraBlocks, changedBlocks: r.changedBlocks, claimedBlocks: r.claimedBlocks, granularity: r.granularity, missed: r.missed };
+      const doc = { verdict: r.verdict, missedBlocks: r.missedBlocks, extraBlocks: r.extraBlocks, changedBlocks: r.changedBlocks, claimedBlocks: r.claimedBlocks, granularity: r.granularity, missed: r.missed, ...(r.reason ? { reason: r.reason } : {}) };
       if (flags.json) await printJson(doc);
       else {
         await printText(

@@ -6,11 +6,18 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { execa } from 'execa';
+import { execa as run } from 'execa';
+import { UsageError } from './errors.ts';
 import { openImage } from '../qcow2/index.ts';
 import { diffImages } from '../truth/index.ts';
 import { imageInfo } from './image-commands.ts';
 import { printJson, printText } from './output.ts';
+
+/** qemu-img / qemu-io, their failure one line naming the tool and what it said. */
+async function execa(tool: string, args: string[]): Promise<void> {
+  const r = await run(tool, args, { reject: false });
+  if (r.failed) throw new UsageError(`${tool} ${args.join(' ')} failed: ${String(r.stderr || r.shortMessage).trim()}`);
+}
 
 export function demoCommand(): Command {
   return new Command('demo')

@@ -104,20 +104,26 @@ function trendCommand(): Command {
     });
 }
 
+function renderReporters(value: string): Array<'junit' | 'html'> {
+  const names = value.split(',').map((x) => x.trim()).filter(Boolean);
+  for (const name of names) if (name !== 'junit' && name !== 'html') throw new InvalidArgumentError(`Expected --reporter among junit, html, got \`${name}\``);
+  if (!names.length) throw new InvalidArgumentError('Expected --reporter among junit, html, got nothing');
+  return names as Array<'junit' | 'html'>;
+}
+
 function renderCommand(): Command {
   return new Command('render')
     .description('write junit.xml and report.html again from a run record')
     .argument('<run>', 'run directory or run.json')
     .option('--out <dir>', "output folder (default: the record's folder)")
-    .addOption(new Option('--reporter <names>', 'comma-separated among junit, html').default('junit,html'))
-    .action(async (run: string, flags: { out?: string; reporter: string }) => {
+    .addOption(new Option('--reporter <names>', 'comma-separated among junit, html').default(['junit', 'html'], 'junit,html').argParser(renderReporters))
+    .action(async (run: string, flags: { out?: string; reporter: Array<'junit' | 'html'> }) => {
       const file = await recordPath(run);
       const record = await readRunRecord(file);
       const outDir = flags.out ?? dirname(file);
       const reporters: Reporter[] = [];
       const written: string[] = [];
-      for (const name of flags.reporter.split(',').map((x) => x.trim()).filter(Boolean)) {
-        if (name !== 'junit' && name !== 'html') throw new InvalidArgumentError(`Expected --reporter among junit, html, got \`${name}\``);
+      for (const name of flags.reporter) {
         const target = join(outDir, REPORT_FILES[name]);
         reporters.push(name === 'junit' ? new JunitReporter(target) : new HtmlReporter(target));
         written.push(target);

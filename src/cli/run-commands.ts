@@ -3,13 +3,15 @@ import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { compareRuns, evaluateRun, expectedDurations, loadRunConfig, plannedJobs, readRunRecord, type RunRecord } from '../report/index.ts';
 import { runJob, type JobSpec } from '../scenario/job.ts';
 import { runScenarios, type PlannedScenario, type RunOptions } from '../scenario/run.ts';
 import { MAX_SEED } from '../scenario/seeds.ts';
-import { CheckFailed } from './errors.ts';
+import { CheckFailed, Interrupted, UsageError } from './errors.ts';
+import { ownSignals } from './signals.ts';
 import { log, printJson, userWarnings } from './output.ts';
+import { InfrastructureHarnessError } from '../util/index.ts';
 
 function positive(name: string) {
   return (v: string): number => {
@@ -21,7 +23,7 @@ function positive(name: string) {
 }
 
 /** Exit code 2 for a run that could not complete for infrastructure reasons. */
-export class InfrastructureFailed extends Error {
+export class InfrastructureFailed extends InfrastructureHarnessError {
   override name = 'InfrastructureFailed';
 }
 
@@ -95,28 +97,21 @@ export function runCommand(version: string): Command {
     .option('--out <dir>', 'write run.json (and junit.xml, report.html with those reporters) and artifacts here')
     .option('--repeat <n>', 'run each scenario N times', positive('repeat'), 1)
     .option('--reporter <names>', 'terminal, json, junit, html (comma separated)', (v: string, prev: string[]) => [...prev, ...v.split(',').map((x) => x.trim()).filter(Boolean)], [] as string[])
-    .option('--accel <mode>', 'auto (probe KVM, else TCG), kvm or tcg', 'auto')
+    .addOption(new Option('--accel <mode>', 'auto (probe KVM, else TCG), kvm or tcg').choices(['auto', 'kvm', 'tcg']).default('auto'))
     .option('--accel-probe', 'with --accel auto: probe KVM again on every host instead of trusting the answer cached there (kept a day)')
     .option('--keep-images', 'keep the qcow2 images of every epoch (large)')
     .option('--expect-fail', 'the scenarios are known-bad trackers: the run passes only if every job fails')
     .option('--speculate', 'at the tail of the run, idle slots start backup copies of running jobs on other hosts; the first to finish is the result (config: limits.speculate)')
     .option('--json', 'print the run record on stdout (progress goes to stderr)')
     .action(async (files: string[], flags: RunFlags) => {
-      if (!['auto', 'kvm', 'tcg'].includes(flags.accel)) throw new InvalidArgumentError(`Expected --accel to be auto, kvm or tcg, got \`${flags.accel}\``);
-      if (flags.config && files.length) throw new InvalidArgumentError('give scenario files or --config, not both');
+      if (flags.config && files.length) throw new UsageError(`give scenario files or --config, not both (got --config ${flags.config} and ${files.join(' ')})`);
       const stream = flags.json ? process.stderr : process.stdout;
       const reporters = flags.reporter.length ? flags.reporter : ['terminal'];
       const configFile = flags.config ?? (files.length ? undefined : DEFAULT_CONFIG);
       const fromCfg = configFile ? await fromConfig(configFile, flags) : null;
       const controller = new AbortController();
-      const onSignal = () => {
-        log('cbt-harness: interrupted; stopping VMs and cleaning up (again to force)…');
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-        controller.abort(new Error('interrupted'));
-      };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
+      // First Ctrl-C: a graceful stop (the record is written, exit 128 + signal); second: VMs killed, exit at once.
+      using signals = ownSignals({ controller });
       try {
         const { record, exitCode: runExit } = await runScenarios({
           files,
@@ -138,6 +133,10 @@ export function runCommand(version: string): Command {
           version,
         });
         if (flags.json) await printJson(record);
+        if (signals.received) {
+          const cancelled = record.jobs.filter((j) => j.attempts.some((a) => a.outcome === 'cancelled') || /cancelled/.test(j.error ?? '')).length;
+          throw new Interrupted(signals.received, `stopped by ${signals.received}: ${cancelled} of ${record.totals.jobs} job(s) cancelled${flags.out ? `; the run record is in ${flags.out}` : ''}`);
+        }
         let exitCode = runExit;
         if (fromCfg) {
           const ev = await fromCfg.after(record);
@@ -147,11 +146,38 @@ export function runCommand(version: string): Command {
         }
         if (exitCode === 1) throw new CheckFailed(`the run failed: ${record.totals.failed} of ${record.totals.jobs} jobs failed${record.totals.expectedFailures ? ` (${record.totals.expectedFailures} known-bad caught as expected)` : ''}, ${record.totals.verdicts.MISSED} MISSED epoch(s)`);
         if (exitCode === 2) throw new InfrastructureFailed(`${record.totals.infraErrors} of ${record.totals.jobs} jobs could not run (infrastructure)`);
-      } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+      } catch (e) {
+        // Stopped before a record existed (loading, the first boot's image build): still 128 + signal.
+        if (signals.received && !(e instanceof Interrupted)) throw new Interrupted(signals.received, `stopped by ${signals.received} (${(e as Error)?.message ?? String(e)})`);
+        throw e;
       }
     });
+}
+
+/** The job spec, or a one-line error naming the file. */
+async function readJobSpec(file: string): Promise<JobSpec> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    throw new UsageError(`${file}: cannot read the job spec: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (e as Error).message}`);
+  }
+  let spec: unknown;
+  try {
+    spec = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`${file}: the job spec is not JSON: ${(e as Error).message}`);
+  }
+  const s = spec as Partial<Record<keyof JobSpec, unknown>> | null;
+  if (typeof s !== 'object' || s === null || Array.isArray(s)) throw new UsageError(`${file}: the job spec is not a JSON object`);
+  for (const key of ['jobId', 'runId', 'scenarioFile', 'scenarioText', 'workDir'] as const) {
+    if (typeof s[key] !== 'string') throw new UsageError(`${file}: the job spec has no string \`${key}\``);
+  }
+  for (const key of ['seed', 'repeat'] as const) {
+    if (typeof s[key] !== 'number') throw new UsageError(`${file}: the job spec has no number \`${key}\``);
+  }
+  return spec as JobSpec;
 }
 
 export function jobCommand(): Command {
@@ -161,12 +187,10 @@ export function jobCommand(): Command {
     .argument('<spec>', 'job spec (JSON written by the scheduling host)')
     .option('--json', 'print the job outcome on stdout')
     .action(async (specPath: string, flags: { json?: boolean }) => {
-      const spec = JSON.parse(await readFile(specPath, 'utf8')) as JobSpec;
+      const spec = await readJobSpec(specPath);
       const controller = new AbortController();
-      const stop = () => controller.abort(new Error('interrupted'));
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
-      try {
+      using signals = ownSignals({ controller });
+      {
         let out;
         try {
           out = await runJob(spec, {}, controller.signal);
@@ -177,9 +201,7 @@ export function jobCommand(): Command {
         }
         if (flags.json) await printJson(out);
         else log(`${out.jobId}: ${out.status}${out.error ? ` (${out.error})` : ''}`);
-      } finally {
-        process.off('SIGTERM', stop);
-        process.off('SIGINT', stop);
+        signals.throwIfInterrupted();
       }
     });
   return job;

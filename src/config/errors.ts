@@ -1,3 +1,4 @@
+import { HarnessError } from '../util/index.ts';
 export interface ConfigErrorOptions {
   file: string;
   line?: number | undefined;
@@ -7,7 +8,7 @@ export interface ConfigErrorOptions {
 }
 
 /** A configuration file (scenario, run config, inventory) is missing, not YAML, or invalid. Exit code 2. */
-export class ConfigError extends Error {
+export class ConfigError extends HarnessError {
   override name = 'ConfigError';
   readonly file: string;
   readonly line: number | undefined;

@@ -2,6 +2,7 @@
  * Typed errors of the partition-table module. The message names the disk and, where one byte
  * range is at fault, its offset, so a user can look at the bytes that were refused.
  */
+import { HarnessError } from '../util/index.ts';
 
 export interface PartitionTableErrorOptions {
   disk: string;
@@ -10,7 +11,7 @@ export interface PartitionTableErrorOptions {
 }
 
 /** The disk's partition table is unreadable or contradicts itself (exit code 2 at the CLI). */
-export class PartitionTableError extends Error {
+export class PartitionTableError extends HarnessError {
   override name = 'PartitionTableError';
   readonly disk: string;
   readonly offset: number | undefined;

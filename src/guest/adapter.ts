@@ -6,6 +6,7 @@
  * write-plan generator both adapters share. See docs/windows-guest.md.
  */
 import { SshClient, type SshConnectOptions, type SshTarget } from '../ssh/index.ts';
+import { InfrastructureHarnessError } from '../util/index.ts';
 
 export type GuestOperation = 'reboot' | 'shutdown' | 'offline' | 'online' | 'disable' | 'enable' | 'write' | 'fio' | 'checkpoint' | 'flush' | 'hibernate' | 'powerbutton-action';
 
@@ -129,7 +130,7 @@ export interface GuestErrorOptions {
  * - `timeout`     — a command or a wait (reboot) did not finish in time;
  * - `not-found`   — the disk (by serial), its volume or its device is not in the guest.
  */
-export class GuestError extends Error {
+export class GuestError extends InfrastructureHarnessError {
   override name = 'GuestError';
   kind: GuestErrorKind;
   os: string | undefined;

@@ -24,10 +24,11 @@ import { fileURLToPath } from 'node:url';
 import { SshClient, fingerprintOf, type SshConnectOptions } from '../ssh/index.ts';
 import type { DiskSpec, RunningVm, VmSpec } from '../vm/index.ts';
 import { processAlive } from '../util/index.ts';
+import { InfrastructureHarnessError } from '../util/index.ts';
 
 export const LINUX_REF_RECIPE = resolve(dirname(fileURLToPath(import.meta.url)), '../../images/linux-ref');
 
-export class ImageBuildError extends Error {
+export class ImageBuildError extends InfrastructureHarnessError {
   override name = 'ImageBuildError';
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);

@@ -13,9 +13,10 @@
  * five single-quote characters `'` U+2018 U+2019 U+201A U+201B, any of which ends the string
  * unless another of them follows, in which case the second one is taken literally.
  */
+import { HarnessError } from '../util/index.ts';
 
 /** A value that cannot be written as a PowerShell or Windows command-line literal, or a command too long. */
-export class PowerShellQuoteError extends Error {
+export class PowerShellQuoteError extends HarnessError {
   override name = 'PowerShellQuoteError';
 }
 

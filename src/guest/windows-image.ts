@@ -5,8 +5,9 @@
  * COM1) is in windows-image-build.ts. See images/windows/README.md and docs/windows-guest.md.
  */
 import { isAbsolute, join } from 'node:path';
+import { HarnessError } from '../util/index.ts';
 
-export class WindowsImageError extends Error {
+export class WindowsImageError extends HarnessError {
   override name = 'WindowsImageError';
 }
 

@@ -1,4 +1,5 @@
 import { ConfigError, type ConfigErrorOptions } from '../config/index.ts';
+import { InfrastructureHarnessError, type HarnessErrorCategory } from '../util/index.ts';
 
 /**
  * Typed errors of the hosts module. Each names the host (and the file, line and field for
@@ -6,7 +7,7 @@ import { ConfigError, type ConfigErrorOptions } from '../config/index.ts';
  */
 
 /** Base class: something about a host went wrong. `host` is the inventory name. */
-export class HostError extends Error {
+export class HostError extends InfrastructureHarnessError {
   override name = 'HostError';
   readonly host: string;
 
@@ -47,6 +48,7 @@ export class CommandTimeoutError extends HostError {
 /** A host-side operation failed with a result the caller can act on (bad path, file too large…). */
 export class HostOperationError extends HostError {
   override name = 'HostOperationError';
+  override readonly category: HarnessErrorCategory = 'input';
 }
 
 export type InventoryErrorOptions = ConfigErrorOptions;
@@ -57,11 +59,11 @@ export class InventoryError extends ConfigError {
 }
 
 /** Building the Docker worker image failed (debootstrap, tar, the engine). */
-export class WorkerImageError extends Error {
+export class WorkerImageError extends InfrastructureHarnessError {
   override name = 'WorkerImageError';
 }
 
 /** The local testbed could not be started or torn down. */
-export class TestbedError extends Error {
+export class TestbedError extends InfrastructureHarnessError {
   override name = 'TestbedError';
 }

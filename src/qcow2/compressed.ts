@@ -5,8 +5,9 @@
  */
 import { constants, inflateRawSync, zstdDecompressSync } from 'node:zlib';
 import type { CompressionType } from './header.ts';
+import { HarnessError } from '../util/index.ts';
 
-export class DecompressError extends Error {
+export class DecompressError extends HarnessError {
   override name = 'DecompressError';
 }
 

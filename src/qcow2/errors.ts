@@ -2,6 +2,7 @@
  * Typed errors of the qcow2 module. Every one names the image (and, for format errors, the byte
  * offset in the file) so a user can look at the bytes that were refused.
  */
+import { HarnessError } from '../util/index.ts';
 
 export interface ImageErrorOptions {
   image: string;
@@ -10,7 +11,7 @@ export interface ImageErrorOptions {
 }
 
 /** Base class: bad input that a user can fix by pointing at another image (exit code 2). */
-export class ImageError extends Error {
+export class ImageError extends HarnessError {
   override name = 'ImageError';
   readonly image: string;
   readonly offset: number | undefined;

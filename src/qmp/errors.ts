@@ -8,6 +8,7 @@
  * - `aborted`  — the caller's AbortSignal fired (its reason is the `cause`);
  * - `closed`   — the connection closed (QEMU exited or `close()` was called) before the answer.
  */
+import { InfrastructureHarnessError } from '../util/index.ts';
 
 export type QmpErrorKind = 'closed' | 'timeout' | 'aborted' | 'command' | 'protocol' | 'connect';
 
@@ -19,7 +20,7 @@ export interface QmpErrorOptions {
   cause?: unknown;
 }
 
-export class QmpError extends Error {
+export class QmpError extends InfrastructureHarnessError {
   override name = 'QmpError';
   kind: QmpErrorKind;
   /** The QMP command this error is about, when there is one. */

@@ -5,8 +5,9 @@
  * occurs inside a multi-byte sequence. A line longer than `maxLineBytes` is refused, so a peer
  * cannot make us buffer without bound.
  */
+import { InfrastructureHarnessError } from '../util/index.ts';
 
-export class LineTooLongError extends Error {
+export class LineTooLongError extends InfrastructureHarnessError {
   override name = 'LineTooLongError';
   readonly limit: number;
   constructor(limit: number) {

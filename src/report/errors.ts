@@ -1,8 +1,9 @@
 /** Typed errors of the report module. Each names the file (and line and field) a user must fix. */
 import { ConfigError, type ConfigErrorOptions } from '../config/index.ts';
+import { HarnessError } from '../util/index.ts';
 
 /** A run record or run directory that cannot be read: missing, not JSON, wrong schema or version. Exit code 2. */
-export class ReportInputError extends Error {
+export class ReportInputError extends HarnessError {
   override name = 'ReportInputError';
   readonly file: string;
 
@@ -20,7 +21,7 @@ export class RunConfigError extends ConfigError {
 }
 
 /** The results-history index (SQLite) cannot be opened or written. */
-export class HistoryIndexError extends Error {
+export class HistoryIndexError extends HarnessError {
   override name = 'HistoryIndexError';
   readonly file: string;
 
@@ -31,6 +32,6 @@ export class HistoryIndexError extends Error {
 }
 
 /** A reporter was given options it cannot work with (unknown name, no output folder). */
-export class ReporterOptionError extends Error {
+export class ReporterOptionError extends HarnessError {
   override name = 'ReporterOptionError';
 }

@@ -55,6 +55,8 @@ export interface JobOutcome {
   error?: string;
   /** The failure was the infrastructure's (VM did not boot…): the scheduler may retry elsewhere. */
   infrastructure?: boolean;
+  /** The job's signal stopped it before its steps were done (a Ctrl-C, a job time limit). */
+  cancelled?: boolean;
   accel?: AccelInfo;
   guest: GuestInfo;
   steps: StepRecord[];

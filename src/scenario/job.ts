@@ -54,6 +54,7 @@ export class JobRunner {
   readonly #observer: JobObserver;
   readonly #hooks: JobHooks;
   readonly #signal: AbortSignal | undefined;
+  #allStepsRan = false;
   readonly #timeline: TimelineEvent[] = [];
   readonly #steps: StepRecord[] = [];
   readonly #epochs: EpochRecord[] = [];
@@ -141,6 +142,7 @@ export class JobRunner {
           break;
         }
       }
+      this.#allStepsRan = status === 'passed';
     } catch (e) {
       infrastructure = (e as { infrastructure?: unknown })?.infrastructure === true;
       status = infrastructure ? 'infra-error' : 'failed';
@@ -148,6 +150,7 @@ export class JobRunner {
     } finally {
       await this.#teardown().catch((e) => this.#note(`teardown: ${(e as Error).message}`));
     }
+    const cancelled = this.#signal?.aborted === true && (status !== 'passed' || !this.#allStepsRan);
     if (status === 'passed' && this.#epochs.some((e) => !e.acceptable)) status = 'failed';
     await writeFile(join(this.spec.workDir, 'timeline.json'), `${JSON.stringify(this.#timeline)}\n`).catch(() => undefined);
     const ended = Date.now();
@@ -164,6 +167,7 @@ export class JobRunner {
       status,
       ...(error ? { error } : {}),
       ...(infrastructure ? { infrastructure } : {}),
+      ...(cancelled ? { cancelled } : {}),
       accel: this.#accel,
       guest: guestInfo(this.scenario.guest, os, this.tracker, { qemu: this.#qemuVersion, plan: this.#lastPlan }),
       steps: this.#steps,
@@ -441,7 +445,9 @@ export class JobRunner {
     const vm = this.#vm;
     if (vm?.running) {
       this.#rememberTops();
-      const r = await vm.stop({ graceful: async () => this.#guest?.adapter.shutdown().catch(() => undefined), timeoutMs: 60_000 });
+      // Stopped by a signal: no guest shutdown to wait for (up to a minute); QEMU's quit, then SIGKILL.
+      const aborted = this.#signal?.aborted === true;
+      const r = await vm.stop(aborted ? { graceful: 'none' } : { graceful: async () => this.#guest?.adapter.shutdown().catch(() => undefined), timeoutMs: 60_000 });
       this.#note(`VM stopped at the end (${r.shutdown}, via ${r.via})`);
     }
     this.state.stopped();

@@ -171,19 +171,23 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
         const outcome = spec.type === 'local' ? await runJob(jobSpec, {}, jobSignal) : await remote({ ...job, payload: { spec, job: jobSpec } }, spec, jobSignal, context);
         // Stopped because another copy finished first: not an outcome of this job.
         if (signal.aborted && !opts.signal?.aborted) throw signal.reason;
+        // Stopped by the run's signal (Ctrl-C): cancelled, with the steps it did run.
+        const cancelled = outcome.cancelled === true && opts.signal?.aborted === true;
         // A VM that never came up is the infrastructure's failure: the scheduler retries elsewhere.
-        if (outcome.infrastructure) throw new InfrastructureError(host.name, outcome.error ?? 'the job failed for infrastructure reasons');
+        if (outcome.infrastructure && !cancelled) throw new InfrastructureError(host.name, outcome.error ?? 'the job failed for infrastructure reasons');
         // Both copies completed: the first to get here is the job's outcome (the scheduler
         // marks the other superseded).
         const first = recorded.get(ref.id);
         if (first) return first;
         // Record the finished job now, so reporters show it while the others run.
-        const attempts = [...context.previous, { host: host.name, attempt: context.attempt, startedAt: startedAt.toISOString(), durationMs: Date.now() - startedAt.getTime(), outcome: 'ok' as const, ...(context.speculative ? { speculative: true } : {}) }];
+        const attempts = [...context.previous, { host: host.name, attempt: context.attempt, startedAt: startedAt.toISOString(), durationMs: Date.now() - startedAt.getTime(), outcome: cancelled ? ('cancelled' as const) : ('ok' as const), ...(context.speculative ? { speculative: true } : {}) }];
+        const status = cancelled ? ('infra-error' as const) : outcome.status;
+        const error = cancelled ? `cancelled: ${describeReason(opts.signal?.reason)}${outcome.error ? ` (${outcome.error})` : ''}` : outcome.error;
         const recording = (async () => {
           for (const e of outcome.timeline) recorder.event(ref.id, e);
           for (const st of outcome.steps) await recorder.step(ref.id, st);
           for (const ep of outcome.epochs) await recorder.epoch(ref.id, ep);
-          await recorder.jobEnd(ref.id, { status: outcome.status, error: outcome.error, host: { name: host.name, type: spec.type }, accel: outcome.accel, guest: outcome.guest, attempts, artifacts: prefixArtifacts(outcome, dirName, outDir), endedAt: outcome.endedAt });
+          await recorder.jobEnd(ref.id, { status, error, host: { name: host.name, type: spec.type }, accel: outcome.accel, guest: outcome.guest, attempts, artifacts: prefixArtifacts(outcome, dirName, outDir), endedAt: outcome.endedAt });
           ended.add(ref.id);
           return outcome;
         })();
@@ -229,6 +233,10 @@ export function jobCosts<J>(jobs: Array<Job<J>>, expected: (job: Job<J>) => numb
   if (max < 0) return 'input';
   jobs.forEach((j, i) => (j.cost = known[i] ?? max));
   return 'cost';
+}
+
+function describeReason(reason: unknown): string {
+  return reason instanceof Error ? reason.message : reason === undefined ? 'the run was cancelled' : String(reason);
 }
 
 function safe(id: string): string {

@@ -1,7 +1,8 @@
 /** Typed errors of the scheduler, and its checks of numeric input. */
+import { HarnessError } from '../util/index.ts';
 
 /** Bad schedule input (duplicate ids, bad options) or a job no host can take. */
-export class SchedulerError extends Error {
+export class SchedulerError extends HarnessError {
   override name = 'SchedulerError';
 }
 

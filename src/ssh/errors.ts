@@ -10,6 +10,7 @@
  * - `closed`    — the connection closed while a command or transfer was running, or before a call;
  * - `transfer`  — an upload failed (local read, remote write, `cat` exit status).
  */
+import { HarnessError, InfrastructureHarnessError } from '../util/index.ts';
 
 export type SshErrorKind = 'connect' | 'auth' | 'host-key' | 'timeout' | 'aborted' | 'exec' | 'closed' | 'transfer';
 
@@ -24,7 +25,7 @@ export interface SshErrorOptions {
   cause?: unknown;
 }
 
-export class SshError extends Error {
+export class SshError extends InfrastructureHarnessError {
   override name = 'SshError';
   kind: SshErrorKind;
   readonly host: string;
@@ -64,6 +65,6 @@ export class SshError extends Error {
 }
 
 /** A public or private key that cannot be parsed. */
-export class SshKeyError extends Error {
+export class SshKeyError extends HarnessError {
   override name = 'SshKeyError';
 }

@@ -30,8 +30,10 @@ export const qemuBitmapTracker: Tracker = {
     }
     return null;
   },
-  verifyPlan(epoch) {
-    return { decoder: 'qemu-bitmap', options: { name: epoch.id } };
+  verifyPlan(epoch, session) {
+    // A power cut since the checkpoint killed the QEMU that held the epoch's bitmap before it was
+    // stored: its absence is the honest RESYNC. Otherwise a missing bitmap is the harness's bug.
+    return { decoder: 'qemu-bitmap', options: { name: epoch.id, ...(session.powercutSinceEpoch ? { absent: 'resync' } : {}) } };
   },
   driverLabel(guest) {
     return `QEMU ${guest.qemu ?? '(version unknown)'} persistent dirty bitmap`;

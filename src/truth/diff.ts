@@ -11,6 +11,7 @@
  */
 import { readChain, RunCursor, type OpenedImage, type Qcow2Layer } from '../qcow2/index.ts';
 import { BlockRunBuilder, type BlockRun } from './block-runs.ts';
+import { HarnessError } from '../util/index.ts';
 
 export interface DiffOptions {
   /** Block size in bytes; block i covers [rangeOffset + i*g, rangeOffset + (i+1)*g). */
@@ -36,7 +37,7 @@ export interface DiffResult {
 }
 
 /** Thrown for option values a caller got wrong (granularity, range). */
-export class DiffOptionError extends Error {
+export class DiffOptionError extends HarnessError {
   override name = 'DiffOptionError';
 }
 

@@ -2,3 +2,4 @@ export { createLogger, debugEnabled, type Logger, type LogFields } from './log.t
 export { mulberry32 } from './prng.ts';
 export { processAlive } from './process.ts';
 export { MinHeap } from './heap.ts';
+export { HarnessError, InfrastructureHarnessError, isHarnessError, type HarnessErrorCategory } from './errors.ts';

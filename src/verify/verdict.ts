@@ -13,6 +13,7 @@
 import type { Claim } from '../cbt/index.ts';
 import type { BlockRun } from '../truth/index.ts';
 import { clamp, coarsen, normalize, subtract, totalOf } from './runs.ts';
+import { HarnessError } from '../util/index.ts';
 
 export type Verdict = 'EXACT' | 'SUPERSET' | 'RESYNC' | 'MISSED';
 export const VERDICTS: readonly Verdict[] = ['EXACT', 'SUPERSET', 'RESYNC', 'MISSED'];
@@ -45,7 +46,7 @@ export interface VerifyResult {
   excludedTruthBlocks: number;
 }
 
-export class VerifyInputError extends Error {
+export class VerifyInputError extends HarnessError {
   override name = 'VerifyInputError';
 }
 

@@ -10,9 +10,10 @@
  *                   virtio-blk disk);
  * - `tool`        — a host tool (qemu-img) failed.
  */
+import { InfrastructureHarnessError } from '../util/index.ts';
 export type VmErrorKind = 'spec' | 'start' | 'exited' | 'timeout' | 'aborted' | 'qmp' | 'unsupported' | 'tool';
 
-export class VmError extends Error {
+export class VmError extends InfrastructureHarnessError {
   override name = 'VmError';
   kind: VmErrorKind;
   /** `cbt-<runId>-<vmId>` of the VM concerned, when there is one. */

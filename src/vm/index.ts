@@ -4,5 +4,5 @@ export { buildQemuArgv, diskBlockdevs, diskDevices, rootPort, ejectTarget, diskN
 export { chooseAccel, probeKvm, clearAccelProbeCache, type AccelChoice, type KvmProbeResult, type ProbeOptions } from './accel.ts';
 export { ConsoleLog, type ConsoleMatch, type ConsoleWaitOptions } from './console-log.ts';
 export { findLeftoverVms, sweepLeftoverVms, type Leftover } from './sweep.ts';
-export { liveVmLabels } from './live.ts';
+export { killLiveVms, leaveSignalsToApplication, liveVmLabels } from './live.ts';
 export { VmError, type VmErrorKind } from './errors.ts';

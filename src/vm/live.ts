@@ -1,9 +1,10 @@
 /**
- * Every VM this process started and has not stopped yet. While there is one, SIGINT, SIGTERM and
- * SIGHUP stop them all (forcefully: a quick `quit`, then SIGKILL) before the signal takes its
- * default effect, and a last-chance `exit` hook SIGKILLs whatever is left and removes its
- * runtime folder. The handlers are removed as soon as no VM is left, so an idle harness keeps
- * Node's default signal behaviour.
+ * Every VM this process started and has not stopped yet. While there is one, a last-chance
+ * `exit` hook SIGKILLs whatever is left and removes its runtime folder, and — unless the
+ * application owns the signals (`leaveSignalsToApplication`, the CLI's src/cli/signals.ts) —
+ * SIGINT, SIGTERM and SIGHUP stop them all (forcefully: a quick `quit`, then SIGKILL) before the
+ * signal takes its default effect. The handlers are removed as soon as no VM is left, so an idle
+ * harness keeps Node's default signal behaviour.
  */
 import { rmSync } from 'node:fs';
 import { createLogger } from '../util/index.ts';
@@ -22,6 +23,8 @@ const live = new Set<LiveVm>();
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 let installed = false;
 let stopping = false;
+/** The application handles SIGINT/SIGTERM/SIGHUP itself (and calls killLiveVms when it must). */
+let applicationOwnsSignals = false;
 
 async function onSignal(signal: NodeJS.Signals): Promise<void> {
   if (stopping) return;
@@ -33,6 +36,16 @@ async function onSignal(signal: NodeJS.Signals): Promise<void> {
   // Re-raise: with our handler gone, the default action (terminate) applies unless the
   // application installed its own.
   process.kill(process.pid, signal);
+}
+
+/**
+ * SIGKILL every live VM now and remove its runtime folder (synchronous: safe right before
+ * `process.exit`). The application's forced stop; also the `exit` hook.
+ */
+export function killLiveVms(): string[] {
+  const labels = liveVmLabels();
+  onExit();
+  return labels;
 }
 
 function onExit(): void {
@@ -53,7 +66,7 @@ const handlers = new Map<NodeJS.Signals, () => void>(SIGNALS.map((s) => [s, () =
 function install(): void {
   if (installed) return;
   installed = true;
-  for (const [s, h] of handlers) process.on(s, h);
+  if (!applicationOwnsSignals) for (const [s, h] of handlers) process.on(s, h);
   process.on('exit', onExit);
 }
 
@@ -62,6 +75,21 @@ function uninstall(): void {
   installed = false;
   for (const [s, h] of handlers) process.off(s, h);
   process.off('exit', onExit);
+}
+
+/**
+ * The application owns SIGINT/SIGTERM/SIGHUP (a graceful stop first, `killLiveVms` on a second
+ * signal): this module then installs no signal handlers, only the `exit` hook. `false` gives
+ * them back (library use: VMs are killed on a signal).
+ */
+export function leaveSignalsToApplication(owned = true): void {
+  if (applicationOwnsSignals === owned) return;
+  applicationOwnsSignals = owned;
+  if (!installed) return;
+  for (const [s, h] of handlers) {
+    process.off(s, h);
+    if (!owned) process.on(s, h);
+  }
 }
 
 export function trackLive(vm: LiveVm): void {

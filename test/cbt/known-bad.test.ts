@@ -132,12 +132,17 @@ test('qemu-bitmap: a clean quit is EXACT/SUPERSET; a killed QEMU leaves in_use â
   const k = await verifyImages({ ...killed, decoder: 'qemu-bitmap', options: { name: 'cbt' }, providers: noPartitions });
   t.is(k.result.verdict, 'RESYNC');
   t.regex(k.claim.reason ?? '', /in_use/);
-  // A bitmap added and never stored (QEMU killed in the same session) is simply absent: RESYNC too.
+  // A bitmap added and never stored (QEMU killed in the same session) is simply absent: RESYNC
+  // when the caller knows a power cut lost it (absent=resync), bad input otherwise.
   const never = await bitmapPair('bm-never');
   await withBitmaps(never.top, dir, [{ name: 'cbt', granularity: 65536 }], writes, 'kill');
-  const n = await verifyImages({ ...never, decoder: 'qemu-bitmap', options: { name: 'cbt' }, providers: noPartitions });
+  const n = await verifyImages({ ...never, decoder: 'qemu-bitmap', options: { name: 'cbt', absent: 'resync' }, providers: noPartitions });
   t.is(n.result.verdict, 'RESYNC');
   t.regex(n.claim.reason ?? '', /absent/);
+  await t.throwsAsync(verifyImages({ ...never, decoder: 'qemu-bitmap', options: { name: 'cbt' }, providers: noPartitions }), { name: 'BitmapNotFoundError', message: /no bitmap "cbt" \(it has none/ });
+  const lostCli = await runCli(['verify', '--base', never.base, '--top', never.top, '--decoder', 'qemu-bitmap', '--opt', 'name=cbt', '--opt', 'absent=resync', '--json']);
+  t.is(lostCli.exitCode, 0, lostCli.stderr);
+  t.like(JSON.parse(lostCli.stdout), { verdict: 'RESYNC', reason: 'bitmap "cbt" is absent from the image' }, '--json carries the reason the text output has');
   const cli = await runCli(['verify', '--base', killed.base, '--top', killed.top, '--decoder', 'qemu-bitmap', '--expect', 'EXACT', '--json']);
   t.is(cli.exitCode, 1, 'the known-bad expectation (EXACT after a power cut) must fail');
   t.is(JSON.parse(cli.stdout).verdict, 'RESYNC');
@@ -161,7 +166,11 @@ test('qemu-bitmap decode through the CLI: the contract JSON', async (t) => {
   t.is(r.exitCode, 0, r.stderr);
   t.deepEqual(JSON.parse(r.stdout), { decoder: 'qemu-bitmap', state: 'valid', reason: null, granularity: 65536, volume: { offset: 0, length: 64 * MiB }, blocks: [[0, 1], [16, 1]], excluded: [] });
   const missing = await runCli(['cbt', 'decode', p.top, '--decoder', 'qemu-bitmap', '--opt', 'name=nope', '--json']);
-  t.is(JSON.parse(missing.stdout).state, 'lost');
+  t.is(missing.exitCode, 2);
+  t.regex(missing.stderr, /^cbt-harness: BitmapNotFoundError: .*: no bitmap "nope" \(it has "cbt"; --opt absent=resync to judge it lost\)$/);
+  const lost = await runCli(['cbt', 'decode', p.top, '--decoder', 'qemu-bitmap', '--opt', 'name=nope', '--opt', 'absent=resync', '--json']);
+  t.is(JSON.parse(lost.stdout).state, 'lost');
+  t.is((await runCli(['cbt', 'decode', p.top, '--decoder', 'qemu-bitmap', '--opt', 'absent=maybe'])).exitCode, 2);
   const badOpt = await runCli(['cbt', 'decode', p.top, '--decoder', 'qemu-bitmap', '--opt', 'colour=blue', '--json']);
   t.is(badOpt.exitCode, 2);
   t.regex(badOpt.stderr, /no option `colour`/);

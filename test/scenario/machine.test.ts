@@ -134,6 +134,23 @@ test('qemu-bitmap: verify while QEMU runs is refused unless this QEMU is a power
   t.deepEqual(s.session(), { running: true, sessionFromPowercut: false, cleanExitSinceEpoch: false, powercutSinceEpoch: false }, 'a new epoch clears what happened before it');
 });
 
+test('qemu-bitmap: a power cut since the checkpoint survives a later clean shutdown and restart, so verify judges the lost bitmap RESYNC', (t) => {
+  const s = running((f) => qemuBitmapTracker.verifyRefusal(f));
+  open(s);
+  const epoch = { id: 'cbt-epoch-0', index: 0, diskId: 'data0', diskSize: 256 << 20 };
+  t.deepEqual(qemuBitmapTracker.verifyPlan(epoch, s.session(), {}).options, { name: 'cbt-epoch-0' }, 'no power cut: a missing bitmap is an error');
+  s.after(plain('powercut'));
+  s.after(plain('shutdown'), { cleanExit: true });
+  t.true(s.session().powercutSinceEpoch, 'a clean exit after the cut does not bring the killed QEMU\'s bitmap back');
+  t.deepEqual(qemuBitmapTracker.verifyPlan(epoch, s.session(), {}).options, { name: 'cbt-epoch-0', absent: 'resync' });
+  s.after(plain('start'));
+  s.after(plain('reboot'));
+  t.true(s.session().powercutSinceEpoch, 'nor a restart or a reboot');
+  open(s);
+  t.false(s.session().powercutSinceEpoch, 'the next checkpoint starts clean');
+  t.deepEqual(qemuBitmapTracker.verifyPlan(epoch, s.session(), {}).options, { name: 'cbt-epoch-0' });
+});
+
 test('after a reset, reboot, power cut or start the guest has set every plugged disk up again; an unplugged one stays away', (t) => {
   for (const kind of ['reset', 'reboot', 'powercut', 'start']) {
     const s = running();

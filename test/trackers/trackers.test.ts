@@ -50,7 +50,8 @@ test('qemu-bitmap: the host adds a persistent bitmap per epoch at the granularit
   const host: HostTracking = { addDirtyBitmap: async (...a) => void added.push(a) };
   t.is(await qemuBitmapTracker.openEpoch({ index: 3, diskId: 'data0', guestEpochId: undefined, options: { granularity: '16KiB' }, host }), 'cbt-epoch-3');
   t.deepEqual(added, [['data0', 'cbt-epoch-3', { persistent: true, granularity: 16384 }]]);
-  t.deepEqual(qemuBitmapTracker.verifyPlan({ id: 'cbt-epoch-3', index: 3, diskId: 'data0', diskSize: 1 << 28 }, idle, {}).decoder, 'qemu-bitmap');
+  t.deepEqual(qemuBitmapTracker.verifyPlan({ id: 'cbt-epoch-3', index: 3, diskId: 'data0', diskSize: 1 << 28 }, idle, {}), { decoder: 'qemu-bitmap', options: { name: 'cbt-epoch-3' } });
+  t.deepEqual(qemuBitmapTracker.verifyPlan({ id: 'cbt-epoch-3', index: 3, diskId: 'data0', diskSize: 1 << 28 }, { ...idle, powercutSinceEpoch: true }, {}).options, { name: 'cbt-epoch-3', absent: 'resync' }, 'after a power cut an absent bitmap is the honest RESYNC');
   t.is(qemuBitmapTracker.verifyRefusal(idle), null);
   t.is(qemuBitmapTracker.driverLabel({ qemu: '7.2.15' }), 'QEMU 7.2.15 persistent dirty bitmap');
 });

@@ -4,6 +4,7 @@
  * past the end): a decoder turns it into a `lost` claim with the message as reason. It is never a
  * bug and never an I/O failure. `MetadataIoError` means the block source itself failed.
  */
+import { HarnessError, InfrastructureHarnessError } from '../../util/index.ts';
 
 /** Which structure a block belongs to, as a user reads it in a reason ("era array", "writeset for era 7"). */
 export interface CorruptionSite {
@@ -12,7 +13,7 @@ export interface CorruptionSite {
   block?: number | undefined;
 }
 
-export class MetadataCorruptError extends Error {
+export class MetadataCorruptError extends HarnessError {
   override name = 'MetadataCorruptError';
   readonly structure: string;
   readonly block: number | undefined;
@@ -25,7 +26,7 @@ export class MetadataCorruptError extends Error {
 }
 
 /** Reading the metadata device failed (the source threw). */
-export class MetadataIoError extends Error {
+export class MetadataIoError extends InfrastructureHarnessError {
   override name = 'MetadataIoError';
   readonly source: string;
   readonly position: number;

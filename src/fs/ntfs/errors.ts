@@ -2,6 +2,7 @@
  * Typed errors of the NTFS reader. Each names the volume and, where one structure is at fault,
  * the MFT record or the volume byte offset, so a user can look at the bytes that were refused.
  */
+import { HarnessError } from '../../util/index.ts';
 
 export interface NtfsErrorOptions {
   volume: string;
@@ -11,7 +12,7 @@ export interface NtfsErrorOptions {
 }
 
 /** Base class of every NTFS error (exit code 2 at the CLI). */
-export class NtfsError extends Error {
+export class NtfsError extends HarnessError {
   override name = 'NtfsError';
   readonly volume: string;
   readonly offset: number | undefined;
