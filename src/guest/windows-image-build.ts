@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { QmpClient } from '../qmp/index.ts';
+import { withPdeathsig } from '../vm/index.ts';
 import { fingerprintOf } from '../ssh/index.ts';
 import { sshConnector } from './adapter.ts';
 import { WindowsAdapter } from './windows.ts';
@@ -201,12 +202,15 @@ export async function buildWindowsImage(options: BuildOptions): Promise<WindowsI
       const state = join(o.out, 'tpm');
       await mkdir(state, { recursive: true });
       const a = swtpmArgv(p, state);
-      swtpm = spawn(a[0], a.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+      // Both die with the harness, even on SIGKILL (setpriv --pdeathsig), like the scenario VMs.
+      const [cmd, args] = await withPdeathsig(a[0], a.slice(1));
+      swtpm = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
       await waitForPath(p.tpmSocket, 10_000, signal, () => (swtpm?.exitCode !== null ? 'swtpm exited' : null));
     }
     progress(`starting QEMU (${o.accel}); COM1 → ${p.com1Log}`);
     let qemuErr = '';
-    qemu = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+    const [qemuCmd, qemuArgs] = await withPdeathsig(argv[0], argv.slice(1));
+    qemu = spawn(qemuCmd, qemuArgs, { stdio: ['ignore', 'ignore', 'pipe'] });
     qemu.stderr?.on('data', (d: Buffer) => {
       qemuErr = (qemuErr + d.toString()).slice(-4000);
     });

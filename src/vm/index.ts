@@ -6,3 +6,4 @@ export { ConsoleLog, type ConsoleMatch, type ConsoleWaitOptions } from './consol
 export { findLeftoverVms, sweepLeftoverVms, type Leftover } from './sweep.ts';
 export { killLiveVms, leaveSignalsToApplication, liveVmLabels } from './live.ts';
 export { VmError, type VmErrorKind } from './errors.ts';
+export { withPdeathsig } from './pdeathsig.ts';
