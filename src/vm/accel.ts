@@ -226,8 +226,6 @@ async function probeOnce(qemu: string, probe: AccelProbeSpec, opts: ProbeOptions
   ];
   const [cmd, args] = await withPdeathsig(qemu, argv);
   const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
-  // The sweeper's label: a probe left by a harness that died is found and killed like a VM.
-  if (child.pid !== undefined) await writeFile(join(dir, 'cbt-vm.json'), `${JSON.stringify({ label, runId: 'accel-probe', vmId: 'probe', pid: child.pid, ownerPid: process.pid, startedAt: new Date().toISOString(), qemu, argv }, null, 1)}\n`, { mode: 0o600 }).catch(() => undefined);
   let stderr = '';
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (d: string) => {
@@ -245,6 +243,9 @@ async function probeOnce(qemu: string, probe: AccelProbeSpec, opts: ProbeOptions
       resolve();
     });
   });
+  // The sweeper's label: a probe left by a harness that died is found and killed like a VM.
+  // (Written after the exit listeners are attached: a QEMU that exits at once must not be missed.)
+  if (child.pid !== undefined) await writeFile(join(dir, 'cbt-vm.json'), `${JSON.stringify({ label, runId: 'accel-probe', vmId: 'probe', pid: child.pid, ownerPid: process.pid, startedAt: new Date().toISOString(), qemu, argv }, null, 1)}\n`, { mode: 0o600 }).catch(() => undefined);
   try {
     const deadline = started + timeoutMs;
     while (true) {
