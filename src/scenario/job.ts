@@ -84,7 +84,10 @@ export class JobRunner {
     this.#logDir = join(spec.workDir, 'logs');
   }
 
-  #event(e: TimelineEvent): void {
+  #event(event: TimelineEvent): void {
+    // Whole milliseconds, as the run record keeps them: the timeline.json artifact and the record agree.
+    const d = (event as { durationMs?: unknown }).durationMs;
+    const e = typeof d === 'number' ? ({ ...event, durationMs: Math.round(d) } as TimelineEvent) : event;
     this.#timeline.push(e);
     const { at: _at, kind, ...fields } = e;
     log.debug(kind, { job: this.spec.jobId, ...fields });
