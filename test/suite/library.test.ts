@@ -51,13 +51,15 @@ test.serial('the scenario library passes with its expected verdicts', async (t) 
   for (const j of record.jobs) {
     t.is(j.host?.name, 'local');
     // The timeline artifact is the file the record names, holding the job's timeline: the same
-    // events in the same order as the record's, less the `verdict` events the run recorder adds
-    // (the record also clips long texts, so events are compared by time and kind).
+    // events in the same order as the record's (which adds verdict events of its own as it
+    // records each epoch, and clips long texts: events are compared by time and kind).
     const file = j.artifacts.timeline;
     t.regex(file ?? '', /^jobs\/[^/]+\/timeline\.json$/, `${j.scenario.name}: ${String(file)}`);
     const onDisk = JSON.parse(await readFile(join(out, file!), 'utf8')) as Array<{ at: string; kind: string }>;
     t.true(onDisk.length > 0, `${j.scenario.name}: ${file} is empty`);
-    t.deepEqual(onDisk.map((e) => `${e.at} ${e.kind}`), j.timeline.filter((e) => e.kind !== 'verdict').map((e) => `${e.at} ${e.kind}`), `${j.scenario.name}: ${file} is not the job's timeline`);
+    const key = (e: { at: string; kind: string }) => `${e.at} ${e.kind}`;
+    t.deepEqual(onDisk.filter((e) => e.kind !== 'verdict').map(key), j.timeline.filter((e) => e.kind !== 'verdict').map(key), `${j.scenario.name}: ${file} is not the job's timeline`);
+    t.is(onDisk.filter((e) => e.kind === 'verdict').length, j.epochs.length, `${j.scenario.name}: one verdict event per epoch in ${file}`);
     t.true(j.timeline.some((e) => e.kind === 'guest'));
     t.true(j.timeline.some((e) => e.kind === 'verdict'));
   }
