@@ -4,6 +4,8 @@
  */
 import { shq } from './shell.ts';
 import type { HostType } from './types.ts';
+import { parseAccelCache } from '../vm/accel-cache.ts';
+
 
 export interface CachedImage {
   /** Content hash (the cache key, see staging.ts). */
@@ -77,18 +79,11 @@ export interface FactLimits {
   minAvailableMemoryBytes?: number;
 }
 
-/** The newest entry of an accel probe cache document (entries are kept newest first), if any. */
+/** The newest entry of the host's accel probe cache (entries are kept newest first), if any. */
 function newestProbe(text: string): Partial<HostFacts['kvm']> {
-  if (!text) return {};
-  try {
-    const doc = JSON.parse(text) as { version?: unknown; entries?: Array<{ ok?: unknown; at?: unknown; reason?: unknown }> };
-    const e = Array.isArray(doc.entries) ? doc.entries[0] : undefined;
-    if (doc.version !== 1 || !e || typeof e.ok !== 'boolean' || typeof e.at !== 'string' || typeof e.reason !== 'string') return {};
-    return { method: 'boot-probe', probed: e.ok ? 'kvm' : 'tcg', probedAt: e.at, probeReason: e.reason };
-  } catch {
-    // Cut short (over 256 KiB) or not ours: as if there were none.
-    return {};
-  }
+  // Cut short (over 256 KiB), another version or not ours: as if there were none.
+  const e = text ? parseAccelCache(text).doc.entries[0] : undefined;
+  return e ? { method: 'boot-probe', probed: e.ok ? 'kvm' : 'tcg', probedAt: e.at, probeReason: e.reason } : {};
 }
 
 export function parseFacts(host: string, type: HostType, workdir: string, output: string, limits: FactLimits = {}): HostFacts {
