@@ -6,7 +6,6 @@ import { shq } from './shell.ts';
 import type { HostType } from './types.ts';
 import { parseAccelCache } from '../vm/accel-cache.ts';
 
-
 export interface CachedImage {
   /** Content hash (the cache key, see staging.ts). */
   hash: string;
