@@ -451,6 +451,12 @@ export interface LinuxRefSpecOptions {
   logDir?: string;
   /** Extra kernel command line words. */
   append?: string;
+  /**
+   * The guest's volume and tracker set-up (images/linux-ref/README.md "Set-up file"): shell
+   * assignments the guest reads from fw_cfg `opt/cbt/setup` at boot. Omitted: no volumes, dm-era
+   * as the command line says.
+   */
+  setup?: string;
 }
 
 /** Kernel command line parts that shorten a TCG boot (docs/vm-and-guest.md "Boot time"). */
@@ -486,6 +492,7 @@ export function linuxRefVmSpec(image: LinuxRefImage, o: LinuxRefSpecOptions): { 
     fwCfg: [
       { name: 'opt/cbt/authorized_keys', data: `${o.authorizedKeys.map((k) => k.trim()).join('\n')}\n` },
       { name: 'opt/cbt/host_key', data: hostKey.dropbear },
+      ...(o.setup ? [{ name: 'opt/cbt/setup', data: o.setup.endsWith('\n') ? o.setup : `${o.setup}\n` }] : []),
     ],
     probe: { kernel: image.vmlinuz, initrd: image.initrd, append: 'console=ttyS0 quiet panic=-1 rdinit=/cbt-probe', marker: LINUX_REF_MARKERS.probe },
     logDir: o.logDir,
