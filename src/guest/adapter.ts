@@ -7,10 +7,19 @@
  */
 import { SshClient, type SshConnectOptions, type SshTarget } from '../ssh/index.ts';
 import { InfrastructureHarnessError } from '../util/index.ts';
+import type { FilePlanOp } from './files-plan.ts';
 
-export type GuestOperation = 'reboot' | 'shutdown' | 'offline' | 'online' | 'disable' | 'enable' | 'write' | 'fio' | 'checkpoint' | 'flush' | 'hibernate' | 'powerbutton-action';
+export type GuestOperation = 'reboot' | 'shutdown' | 'offline' | 'online' | 'disable' | 'enable' | 'write' | 'fio' | 'checkpoint' | 'flush' | 'hibernate' | 'powerbutton-action' | 'files' | 'resize';
 
-export const GUEST_OPERATIONS: readonly GuestOperation[] = ['reboot', 'shutdown', 'offline', 'online', 'disable', 'enable', 'write', 'fio', 'checkpoint', 'flush', 'hibernate', 'powerbutton-action'];
+export const GUEST_OPERATIONS: readonly GuestOperation[] = ['reboot', 'shutdown', 'offline', 'online', 'disable', 'enable', 'write', 'fio', 'checkpoint', 'flush', 'hibernate', 'powerbutton-action', 'files', 'resize'];
+
+/** A stage of the guest's shutdown order or of a volume teardown, as the guest reported it. */
+export interface GuestPhase {
+  /** `pre-fs`, `fs-unmounted`, `post-fs`, `power-off`, `offline`, `remove`. */
+  phase: string;
+  /** The guest's uptime (seconds) when the stage ran. */
+  uptimeS: number;
+}
 
 /** A disk as the guest sees it: the scenario's disk id and the QEMU `serial=` it was given. */
 export interface GuestDisk {
@@ -100,6 +109,12 @@ export interface GuestAdapter {
   /** Flush file-system and device caches of every tracked volume. */
   flush(opts?: GuestCallOptions): Promise<void>;
   hibernate?(opts?: GuestCallOptions): Promise<void>;
+  /** Applies a seeded file-level plan (`planFiles`) on a mounted volume (`volume.serial` is the volume id). */
+  files?(volume: GuestDisk, plan: readonly FilePlanOp[], opts?: GuestCallOptions): Promise<void>;
+  /** The host grew the disk to `bytes`: the guest rescans it and grows its last volume, file system and tracker. */
+  resize?(disk: GuestDisk, bytes: number, opts?: GuestCallOptions): Promise<void>;
+  /** Shutdown-order and teardown phases the guest reported since the last call (oldest first). */
+  takePhases?(): Promise<GuestPhase[]>;
   /** Classify what the ACPI power button will do, before a `powerbutton` fault. */
   powerButtonAction?(opts?: GuestCallOptions): Promise<PowerButtonInfo>;
   /**

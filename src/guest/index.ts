@@ -16,6 +16,7 @@ export {
   type GuestDisk,
   type GuestErrorKind,
   type GuestOperation,
+  type GuestPhase,
   type GuestShell,
   type PlanWritesOptions,
   type PowerButtonInfo,
@@ -45,3 +46,5 @@ export { buildWindowsImage, packAnswerMedia, parseComLine, RECIPE_DIR, stageAnsw
 // The reference guest's image and VM spec (owned with images/linux-ref/); its adapter will be `./linux-ref.ts`.
 export * from './linux-ref-image.ts';
 export { LinuxRefAdapter, type LinuxRefAdapterOptions } from './linux-ref.ts';
+export { linuxRefSetupText, type LinuxRefSetup } from './linux-ref-setup.ts';
+export { filePlanText, MAX_FILE_OPS, planFiles, type FileOpKind, type FilePlanOp, type FilePlanOptions } from './files-plan.ts';

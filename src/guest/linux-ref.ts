@@ -3,7 +3,15 @@
  * (images/linux-ref/rootfs/bin/cbt-ctl), whose answers are JSON lines. Restarts (reboot)
  * reconnect through the connector the runner gives, which waits for the guest to come back.
  */
-import { CommandRecorder, GuestError, checkPlan, type FioJob, type GuestAdapter, type GuestCallOptions, type GuestCommandRecord, type GuestDisk, type GuestOperation, type GuestShell, type PowerButtonInfo, type WritePlan } from './adapter.ts';
+import { CommandRecorder, GuestError, checkPlan, type FioJob, type GuestAdapter, type GuestCallOptions, type GuestCommandRecord, type GuestDisk, type GuestOperation, type GuestPhase, type GuestShell, type PowerButtonInfo, type WritePlan } from './adapter.ts';
+import { filePlanText, type FilePlanOp } from './files-plan.ts';
+
+/** `CBT-PHASE <phase> <uptime>` lines of the guest's console (images/linux-ref/README.md "Shutdown order"). */
+export function parsePhaseMarkers(text: string): GuestPhase[] {
+  const out: GuestPhase[] = [];
+  for (const m of text.matchAll(/^CBT-PHASE ([a-z][a-z-]*) (\d+(?:\.\d+)?)\s*$/gm)) out.push({ phase: m[1], uptimeS: Number(m[2]) });
+  return out;
+}
 
 export interface LinuxRefAdapterOptions {
   /** Opens a shell to the guest, waiting until it is reachable (after a boot or a restart). */
@@ -18,9 +26,11 @@ export interface LinuxRefAdapterOptions {
   trackedInGuest?: boolean;
   /** How long `ready` waits for the guest after a boot. @default 180000 */
   readyTimeoutMs?: number;
+  /** Console text of the VM not returned before (the shutdown phases are read from it). */
+  newConsoleText?: () => Promise<string>;
 }
 
-const OPS: GuestOperation[] = ['reboot', 'shutdown', 'offline', 'online', 'disable', 'enable', 'write', 'checkpoint', 'flush', 'powerbutton-action'];
+const OPS: GuestOperation[] = ['reboot', 'shutdown', 'offline', 'online', 'disable', 'enable', 'write', 'checkpoint', 'flush', 'powerbutton-action', 'files', 'resize'];
 
 function shellWord(s: string): string {
   if (!/^[A-Za-z0-9_.:,/=+-]+$/.test(s)) throw new GuestError('command', `refusing a guest argument with shell metacharacters: ${JSON.stringify(s)}`, { os: 'linux-ref' });
@@ -33,6 +43,8 @@ export class LinuxRefAdapter implements GuestAdapter {
   readonly #opts: LinuxRefAdapterOptions;
   readonly #recorder = new CommandRecorder();
   #shell: GuestShell | null = null;
+  /** Phases from command answers (offline, disable) not yet taken. */
+  #phases: GuestPhase[] = [];
   /** Write spaces by serial; valid until the tracker or the guest restarts (any reconnect). */
   readonly #space = new Map<string, { size: number; align: number }>();
 
@@ -119,23 +131,53 @@ export class LinuxRefAdapter implements GuestAdapter {
   }
 
   async offline(disk: GuestDisk, opts?: GuestCallOptions): Promise<void> {
-    this.#space.delete(disk.serial);
-    await this.run(`cbt-ctl offline ${shellWord(disk.serial)}`, 'offline', opts);
+    this.#space.clear();
+    this.#answerPhases(await this.run(`cbt-ctl offline ${shellWord(disk.serial)}`, 'offline', opts));
   }
 
   async online(disk: GuestDisk, opts?: GuestCallOptions): Promise<void> {
-    this.#space.delete(disk.serial);
-    await this.run(`cbt-ctl online ${shellWord(disk.serial)}`, 'online', opts);
+    this.#space.clear();
+    this.#answerPhases(await this.run(`cbt-ctl online ${shellWord(disk.serial)}`, 'online', opts));
   }
 
   async disable(disk: GuestDisk, opts?: GuestCallOptions): Promise<void> {
-    this.#space.delete(disk.serial);
-    await this.run(`cbt-ctl disable ${shellWord(disk.serial)}`, 'disable', opts);
+    this.#space.clear();
+    this.#answerPhases(await this.run(`cbt-ctl disable ${shellWord(disk.serial)}`, 'disable', opts));
   }
 
   async enable(disk: GuestDisk, opts?: GuestCallOptions): Promise<void> {
-    this.#space.delete(disk.serial);
-    await this.run(`cbt-ctl enable ${shellWord(disk.serial)}`, 'enable', opts);
+    this.#space.clear();
+    this.#answerPhases(await this.run(`cbt-ctl enable ${shellWord(disk.serial)}`, 'enable', opts));
+  }
+
+  #answerPhases(out: string): void {
+    for (const j of LinuxRefAdapter.#json(out)) {
+      if (!Array.isArray(j.phases)) continue;
+      for (const p of j.phases as Array<{ phase?: unknown; uptime?: unknown }>) {
+        if (typeof p?.phase === 'string' && typeof p.uptime === 'number') this.#phases.push({ phase: p.phase, uptimeS: p.uptime });
+      }
+    }
+  }
+
+  async takePhases(): Promise<GuestPhase[]> {
+    const fromConsole = this.#opts.newConsoleText ? parsePhaseMarkers(await this.#opts.newConsoleText()) : [];
+    const all = [...this.#phases, ...fromConsole];
+    this.#phases = [];
+    return all;
+  }
+
+  async files(volume: GuestDisk, plan: readonly FilePlanOp[], opts?: GuestCallOptions): Promise<void> {
+    const v = shellWord(volume.serial);
+    const ops = plan.length;
+    const [j] = LinuxRefAdapter.#json(await this.run(`cbt-ctl files ${v}`, 'files', { ...opts, stdin: filePlanText(plan), timeoutMs: opts?.timeoutMs ?? Math.max(120_000, ops * 2_000) }));
+    if (j?.ops !== ops) throw new GuestError('command', `linux-ref: the guest applied ${String(j?.ops)} of ${ops} file operations on ${volume.serial}`, { os: 'linux-ref', operation: 'files' });
+  }
+
+  async resize(disk: GuestDisk, bytes: number, opts?: GuestCallOptions): Promise<void> {
+    if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new GuestError('command', `linux-ref: resize to ${bytes} bytes`, { os: 'linux-ref', operation: 'resize' });
+    this.#space.clear();
+    const [j] = LinuxRefAdapter.#json(await this.run(`cbt-ctl resize ${shellWord(disk.serial)} ${bytes}`, 'resize', opts));
+    if (j?.size !== bytes) throw new GuestError('command', `linux-ref: after the resize the guest sees ${String(j?.size)} bytes on ${disk.serial}, not ${bytes}`, { os: 'linux-ref', operation: 'resize' });
   }
 
   async writeSpace(disk: GuestDisk, opts?: GuestCallOptions): Promise<{ size: number; align: number }> {
@@ -183,6 +225,8 @@ export class LinuxRefAdapter implements GuestAdapter {
 
   async checkpoint(disk: GuestDisk, opts?: GuestCallOptions): Promise<{ epochId: string }> {
     const [j] = LinuxRefAdapter.#json(await this.run(`cbt-ctl checkpoint ${shellWord(disk.serial)}`, 'checkpoint', opts));
+    // cbtf-ref answers the generation it wrote in the CBTF file: verify checks the file still has it.
+    if (typeof j?.generation === 'string') return { epochId: j.generation };
     if (typeof j?.era !== 'number') throw new GuestError('command', `linux-ref: checkpoint of ${disk.serial} reported no era`, { os: 'linux-ref', operation: 'checkpoint' });
     return { epochId: String(j.era) };
   }

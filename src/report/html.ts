@@ -210,13 +210,15 @@ function eventText(e: TimelineEvent): string {
       return `${e.fault}${e.detail ? `: ${e.detail}` : ''}`;
     case 'note':
       return e.message;
+    case 'phase':
+      return `guest phase ${e.phase} (guest uptime ${e.uptimeS} s)`;
   }
 }
 
 const LANES: Array<[string, TimelineEvent['kind'][], string]> = [
   ['steps', ['step'], '#455a64'],
   ['QMP', ['qmp'], '#6a1b9a'],
-  ['guest', ['guest', 'host'], '#1565c0'],
+  ['guest', ['guest', 'host', 'phase'], '#1565c0'],
   ['epochs', ['epoch', 'fault', 'note'], '#ef6c00'],
   ['verdicts', ['verdict'], '#2e7d32'],
 ];

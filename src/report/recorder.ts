@@ -184,7 +184,7 @@ interface JobState {
 }
 
 /** Kinds never dropped from a long timeline: there are few of them and the report is about them. */
-const KEEP: ReadonlySet<TimelineEvent['kind']> = new Set(['step', 'epoch', 'verdict', 'fault']);
+const KEEP: ReadonlySet<TimelineEvent['kind']> = new Set(['step', 'epoch', 'verdict', 'fault', 'phase']);
 
 function isoNow(now: () => Date): string {
   return now().toISOString();

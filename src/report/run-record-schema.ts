@@ -178,7 +178,7 @@ export const RUN_RECORD_SCHEMA = {
     event: {
       type: 'object',
       required: ['at', 'kind'],
-      properties: { at: ISO_TIME, kind: { enum: ['qmp', 'guest', 'host', 'step', 'epoch', 'verdict', 'fault', 'note'] } },
+      properties: { at: ISO_TIME, kind: { enum: ['qmp', 'guest', 'host', 'step', 'epoch', 'verdict', 'fault', 'note', 'phase'] } },
       oneOf: [
         { properties: { at: true, kind: { const: 'qmp' }, event: { type: 'string' }, data: { type: 'object' } }, required: ['event'], additionalProperties: false },
         { properties: { at: true, kind: { const: 'guest' }, command: SHORT_TEXT, exitCode: { type: ['integer', 'null'] }, durationMs: MS, stderr: SHORT_TEXT }, required: ['command', 'exitCode', 'durationMs'], additionalProperties: false },
@@ -188,6 +188,7 @@ export const RUN_RECORD_SCHEMA = {
         { properties: { at: true, kind: { const: 'verdict' }, epoch: COUNT, verdict: VERDICT, acceptable: { type: 'boolean' } }, required: ['epoch', 'verdict', 'acceptable'], additionalProperties: false },
         { properties: { at: true, kind: { const: 'fault' }, fault: { type: 'string' }, detail: SHORT_TEXT }, required: ['fault'], additionalProperties: false },
         { properties: { at: true, kind: { const: 'note' }, message: SHORT_TEXT }, required: ['message'], additionalProperties: false },
+        { properties: { at: true, kind: { const: 'phase' }, phase: { type: 'string', pattern: '^[a-z][a-z-]*$' }, uptimeS: { type: 'number', minimum: 0 } }, required: ['phase', 'uptimeS'], additionalProperties: false },
       ],
     },
     verdictCounts: {

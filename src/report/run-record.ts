@@ -187,7 +187,13 @@ export type TimelineEvent =
   | { at: string; kind: 'epoch'; epoch: number; phase: 'begin' | 'snapshot' | 'verify' }
   | { at: string; kind: 'verdict'; epoch: number; verdict: Verdict; acceptable: boolean }
   | { at: string; kind: 'fault'; fault: string; detail?: string }
-  | { at: string; kind: 'note'; message: string };
+  | { at: string; kind: 'note'; message: string }
+  /**
+   * A stage of the guest's shutdown order or of a volume teardown, with its tracker hook
+   * (`pre-fs`, `fs-unmounted`, `post-fs`, `power-off`, `offline`, `remove`): `uptimeS` is the
+   * guest's clock when it ran; `at` is when the host learnt of it (console or command answer).
+   */
+  | { at: string; kind: 'phase'; phase: string; uptimeS: number };
 
 export type TimelineKind = TimelineEvent['kind'];
 

@@ -7,13 +7,14 @@
  */
 import { copyFile, readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
-import { buildLinuxRef, connectLinuxRef, LinuxRefAdapter, linuxRefImageFrom, linuxRefVmSpec, sshConnector, WindowsAdapter, type GuestAdapter, type GuestConnector, type GuestHostKey, type GuestOperation, type LinuxRefManifest, type WindowsImageManifest } from '../guest/index.ts';
+import { buildLinuxRef, connectLinuxRef, LinuxRefAdapter, linuxRefSetupText, linuxRefImageFrom, linuxRefVmSpec, sshConnector, WindowsAdapter, type GuestAdapter, type GuestConnector, type GuestHostKey, type GuestOperation, type LinuxRefManifest, type WindowsImageManifest } from '../guest/index.ts';
 import { execa } from 'execa';
 import type { OsInfo } from '../report/index.ts';
 import { fingerprintOf, generateKeyPair } from '../ssh/index.ts';
 import type { TrackerGuestSetup } from '../trackers/index.ts';
 import type { DiskSpec as VmDiskSpec, RunningVm, VmSpec } from '../vm/index.ts';
 import { JobInfrastructureError, StepError } from './errors.ts';
+import type { DiskSpec } from './types.ts';
 
 /** A guest the job can boot besides the built-in `linux-ref`. */
 export interface WindowsGuestEntry {
@@ -38,6 +39,8 @@ export interface GuestPlan {
   catalog: GuestCatalog;
   /** The scenario's data disks, created by the runner (qcow2 files). */
   disks: VmDiskSpec[];
+  /** The scenario's disks with their volumes (the guest makes them on the first boot). */
+  layout: readonly DiskSpec[];
   tracker: TrackerGuestSetup;
   /** Guest operations the scenario uses (the fio tools disk is attached only when asked for). */
   operations: ReadonlySet<GuestOperation>;
@@ -98,12 +101,15 @@ async function prepareLinuxRef(plan: GuestPlan): Promise<PreparedGuest> {
   const keys = await generateKeyPair('ed25519', { comment: `cbt-${plan.runId}` });
   const fio = plan.operations.has('fio');
   const lr = plan.tracker.linuxRef;
+  const setup = linuxRefSetupOf(plan.tracker, plan.layout);
   const { spec, hostKey } = linuxRefVmSpec(image, {
     runId: plan.runId,
     vmId: plan.vmId,
     authorizedKeys: [keys.publicKey],
     disks: plan.disks,
-    untracked: plan.tracker.inGuest && lr ? [] : plan.disks.map((d) => d.id),
+    // dm-era tracks whole disks (cbt.disks=); cbtf-ref tracks one volume through the set-up file.
+    untracked: plan.tracker.inGuest && lr?.tracker === 'dm-era' ? [] : plan.disks.map((d) => d.id),
+    ...(setup ? { setup } : {}),
     ...(lr ? { eraBlockSectors: lr.blockSectors, metadataMiB: lr.metadataMiB, variant: lr.variant } : {}),
     tools: fio,
     accel: plan.accel,
@@ -111,9 +117,21 @@ async function prepareLinuxRef(plan: GuestPlan): Promise<PreparedGuest> {
   });
   const auth: { privateKey: string; hostKey: GuestHostKey } = { privateKey: keys.privateKey, hostKey };
   let consoleMark = 0;
+  // The console read so far by `newConsoleText`, per QEMU process (absolute offsets).
+  let seen: { vm: RunningVm | null; offset: number } = { vm: null, offset: 0 };
   const adapter = new LinuxRefAdapter({
     fio,
     trackedInGuest: plan.tracker.inGuest,
+    newConsoleText: async () => {
+      const vm = plan.vm();
+      if (!vm) return '';
+      const text = await vm.console.text();
+      if (seen.vm !== vm) seen = { vm, offset: 0 };
+      const start = vm.console.end - text.length;
+      const out = text.slice(Math.max(0, seen.offset - start));
+      seen.offset = vm.console.end;
+      return out;
+    },
     connect: async ({ signal }) => {
       const vm = plan.vm();
       if (!vm || !vm.running) throw new StepError('cannot connect to the guest: the VM is not running');
@@ -134,6 +152,26 @@ async function prepareLinuxRef(plan: GuestPlan): Promise<PreparedGuest> {
       consoleMark = vm.console.end;
     },
   };
+}
+
+/** The set-up file of this job (null when the guest's defaults are it: dm-era, no volumes). */
+export function linuxRefSetupOf(tracker: TrackerGuestSetup, layout: readonly DiskSpec[]): string | null {
+  const lr = tracker.linuxRef;
+  const volumes = layout.flatMap((d) => d.volumes.map((v) => ({ serial: d.id, index: v.index, fs: v.fs, size: v.size })));
+  const kind = tracker.inGuest && lr ? lr.tracker : 'none';
+  const variant = lr?.trackerVariant ?? 'normal';
+  if (kind === 'dm-era' && variant === 'normal' && volumes.length === 0) return null;
+  const at = (id: string): { serial: string; index: number } => {
+    for (const d of layout) for (const v of d.volumes) if (v.id === id) return { serial: d.id, index: v.index };
+    throw new StepError(`internal: volume ${id} is not in the layout`);
+  };
+  const c = lr?.cbtf;
+  return linuxRefSetupText({
+    tracker: kind,
+    variant,
+    volumes,
+    ...(kind === 'cbtf-ref' && c ? { cbtf: { file: { ...at(c.fileVolume), path: c.path }, tracked: at(c.tracked), blockBytes: c.blockBytes } } : {}),
+  });
 }
 
 async function prepareWindows(plan: GuestPlan, entry: WindowsGuestEntry): Promise<PreparedGuest> {

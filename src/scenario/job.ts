@@ -16,7 +16,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { defaultProviders } from '../cbt/index.ts';
-import { GuestError, planWrites, type GuestAdapter, type GuestDisk } from '../guest/index.ts';
+import { GuestError, planFiles, planWrites, type GuestAdapter, type GuestDisk } from '../guest/index.ts';
 import { clip, type AccelInfo, type EpochRecord, type JobStatus, type StepRecord, type TimelineEvent } from '../report/index.ts';
 import { trackerFor, type Tracker, type VerifyPlan } from '../trackers/index.ts';
 import { startVm, VmError, type RunningVm, type VmSpec } from '../vm/index.ts';
@@ -77,7 +77,7 @@ export class JobRunner {
     this.scenario = parseScenario(spec.scenarioText, spec.scenarioFile);
     // The loader accepted the name, so it is a built-in tracker or a plugin path.
     this.tracker = trackerFor(this.scenario.tracker)!;
-    this.state = new JobState(this.scenario.disks, (s) => this.tracker.verifyRefusal(s));
+    this.state = new JobState(this.scenario.disks, (s) => this.tracker.verifyRefusal(s), this.tracker.trackedDisks?.(this.scenario.trackerOptions, this.scenario.disks));
     this.#observer = observer;
     this.#hooks = hooks;
     this.#signal = signal;
@@ -194,6 +194,7 @@ export class JobRunner {
       guest: s.guest,
       catalog: this.spec.guests ?? {},
       disks,
+      layout: s.disks,
       tracker: setup,
       operations: neededOperations(s.steps, this.tracker.guestCheckpoint),
       accel: this.spec.accel ?? 'auto',
@@ -282,6 +283,7 @@ export class JobRunner {
       const refusal = this.state.refusal(step);
       if (refusal) throw new StepError(refusal);
       this.state.after(step, await this.#execute(step, path));
+      await this.#phases();
     } catch (e) {
       if ((e as { infrastructure?: unknown })?.infrastructure === true || this.#signal?.aborted) throw e;
       ok = false;
@@ -296,6 +298,13 @@ export class JobRunner {
     return ok;
   }
 
+  /** The guest's shutdown-order and teardown phases of the step that just ran, into the timeline. */
+  async #phases(): Promise<void> {
+    const phases = (await this.#guest?.adapter.takePhases?.().catch(() => [])) ?? [];
+    const at = iso();
+    for (const p of phases) this.#event({ at, kind: 'phase', phase: p.phase, uptimeS: p.uptimeS });
+  }
+
   /** Runs a step the state allows; returns what the state machine needs to know of how it ended. */
   async #execute(step: Step, path: string): Promise<StepOutcome | undefined> {
     const a = this.#adapter;
@@ -304,16 +313,32 @@ export class JobRunner {
       case 'checkpoint':
         return this.#checkpoint(step.disk);
       case 'write': {
-        const disk = guestDisk(step.disk);
-        const space = (await a.writeSpace?.(disk, { signal })) ?? { size: this.state.disk(step.disk).spec.size, align: 512 };
+        const disk = guestDisk(step.volume ?? step.disk);
+        const space = (await a.writeSpace?.(disk, { signal })) ?? { size: this.state.disk(step.disk).size, align: 512 };
         const align = Math.max(space.align, step.align);
         const writes = planWrites({ seed: step.seed ?? deriveSeed(this.spec.seed, 'write', path), count: step.count, sizeMin: step.size.min, sizeMax: step.size.max, deviceSize: space.size, align });
         await a.write({ disk: disk.serial, seed: step.seed ?? 0, writes }, { signal });
         return;
       }
       case 'fio':
-        await a.fio({ disk: step.disk, rw: step.rw, bs: step.bs, size: step.size, runtimeSec: Math.max(1, Math.round(step.runtimeMs / 1000)), seed: step.seed ?? deriveSeed(this.spec.seed, 'fio', path) % 2 ** 31 }, { signal });
+        await a.fio({ disk: step.volume ?? step.disk, rw: step.rw, bs: step.bs, size: step.size, runtimeSec: Math.max(1, Math.round(step.runtimeMs / 1000)), seed: step.seed ?? deriveSeed(this.spec.seed, 'fio', path) % 2 ** 31 }, { signal });
         return;
+      case 'files': {
+        if (!a.files || !a.writeSpace) throw new StepError(`the ${a.os} guest has no file workload`);
+        const volume = guestDisk(step.volume);
+        const { size: capacity } = await a.writeSpace(volume, { signal });
+        const plan = planFiles({ seed: step.seed ?? deriveSeed(this.spec.seed, 'files', path), count: step.count, sizeMin: step.size.min, sizeMax: Math.min(step.size.max, Math.floor(capacity / 4)), ops: step.ops, fsync: step.fsync, capacity });
+        await a.files(volume, plan, { signal });
+        return;
+      }
+      case 'resize': {
+        const vm = this.#requireVm();
+        if (!a.resize) throw new StepError(`the ${a.os} guest cannot follow a disk resize`);
+        this.#event({ at: iso(), kind: 'fault', fault: 'resize', detail: `${step.disk} → ${step.size} bytes (QMP block_resize)` });
+        await vm.resizeDisk(step.disk, step.size, { signal });
+        await a.resize(guestDisk(step.disk), step.size, { signal });
+        return;
+      }
       case 'reset': {
         const vm = this.#requireVm();
         this.#event({ at: iso(), kind: 'fault', fault: 'reset', detail: 'QMP system_reset' });
@@ -427,7 +452,7 @@ export class JobRunner {
         const top = this.#tops.get(d.spec.id)!;
         this.#event({ at: iso(), kind: 'epoch', epoch: epoch.index, phase: 'verify' });
         const t0 = Date.now();
-        const plan = this.tracker.verifyPlan({ id: epoch.id, index: epoch.index, diskId: d.spec.id, diskSize: d.spec.size }, this.state.session(), this.scenario.trackerOptions);
+        const plan = this.tracker.verifyPlan({ id: epoch.id, index: epoch.index, diskId: d.spec.id, diskSize: d.size }, this.state.session(), this.scenario.trackerOptions);
         this.#lastPlan = plan;
         const out = await verifyImages({ base: epoch.base, top, decoder: plan.decoder, options: plan.options, providers: defaultProviders });
         const rec = epochOf(out, { epoch, top, expect, verifyMs: Date.now() - t0, verifiedAt: iso() });

@@ -15,6 +15,10 @@ export interface DiskState {
   online: boolean;
   /** The disk is enabled in the guest (not PnP-disabled). */
   enabled: boolean;
+  /** Bytes now (the scenario's size until a `resize` grows it). */
+  size: number;
+  /** The tracker tracks it (checkpoints and verifies without a disk address only these). */
+  readonly tracked: boolean;
 }
 
 export interface OpenEpoch {
@@ -36,7 +40,7 @@ export interface StepOutcome {
 /** A tracker's rule for verifying while QEMU runs (`Tracker.verifyRefusal`). */
 export type VerifyRule = (session: SessionFacts) => string | null;
 
-const DISK_STEPS = new Set(['write', 'fio', 'offline', 'online', 'disable', 'enable', 'unplug', 'plug']);
+const DISK_STEPS = new Set(['write', 'fio', 'files', 'resize', 'offline', 'online', 'disable', 'enable', 'unplug', 'plug']);
 const NEEDS_VM: Record<string, string> = {
   checkpoint: 'checkpoint',
   write: 'write',
@@ -53,6 +57,8 @@ const NEEDS_VM: Record<string, string> = {
   enable: 'enable',
   unplug: 'unplug',
   plug: 'plug',
+  files: 'run a file workload',
+  resize: 'resize a disk',
 };
 
 export class JobState {
@@ -65,8 +71,9 @@ export class JobState {
   #cleanExitSinceEpoch = false;
   #powercutSinceEpoch = false;
 
-  constructor(disks: readonly DiskSpec[], verifyRule: VerifyRule = () => null) {
-    for (const d of disks) this.#disks.set(d.id, { spec: d, plugged: true, online: true, enabled: true });
+  /** `tracked`: the disks the tracker tracks (default: all). */
+  constructor(disks: readonly DiskSpec[], verifyRule: VerifyRule = () => null, tracked?: readonly string[]) {
+    for (const d of disks) this.#disks.set(d.id, { spec: d, plugged: true, online: true, enabled: true, size: d.size, tracked: tracked === undefined || tracked.includes(d.id) });
     this.#verifyRule = verifyRule;
   }
 
@@ -84,9 +91,9 @@ export class JobState {
     return d;
   }
 
-  /** The disks a step addresses: one, or every disk when it names none. */
+  /** The disks a checkpoint or verify addresses: one, or every tracked disk when it names none. */
   targets(disk: string | null): ReadonlyArray<Readonly<DiskState>> {
-    return disk === null ? this.disks : [this.disk(disk)];
+    return disk === null ? this.disks.filter((d) => d.tracked) : [this.disk(disk)];
   }
 
   /** The open epoch of a disk (the last checkpoint's). */
@@ -120,6 +127,12 @@ export class JobState {
           return d.plugged ? null : `cannot write to ${id}: the disk is unplugged`;
         case 'fio':
           return d.plugged ? null : `cannot run fio on ${id}: the disk is unplugged`;
+        case 'files':
+          if (!d.plugged) return `cannot run a file workload on ${id}: the disk is unplugged`;
+          if (!d.online || !d.enabled) return `cannot run a file workload on ${(step as { volume: string }).volume}: its file system is not mounted (${id} is ${d.online ? 'disabled' : 'offline'})`;
+          return null;
+        case 'resize':
+          return d.plugged ? null : `cannot resize ${id}: the disk is unplugged`;
         case 'offline':
         case 'online':
         case 'disable':
@@ -142,6 +155,7 @@ export class JobState {
       case 'checkpoint': {
         if (step.disk !== null && !this.#disks.has(step.disk)) return `no disk \`${step.disk}\``;
         for (const d of this.targets(step.disk)) {
+          if (!d.tracked) return `cannot checkpoint ${d.spec.id}: the tracker does not track it`;
           if (!d.plugged) return `cannot checkpoint ${d.spec.id}: the disk is unplugged`;
           if (!d.enabled) return `cannot checkpoint ${d.spec.id}: the disk is disabled in the guest`;
           if (!d.online) return `cannot checkpoint ${d.spec.id}: the volume is offline`;
@@ -199,6 +213,9 @@ export class JobState {
         return;
       case 'unplug':
         disk!.plugged = false;
+        return;
+      case 'resize':
+        disk!.size = (step as { size: number }).size;
         return;
       case 'plug':
         // The guest sees a new device and sets tracking up again on it.

@@ -11,7 +11,7 @@ export function* allSteps(steps: readonly Step[], path = ''): Generator<{ step: 
   }
 }
 
-const GUEST_STEPS = new Set<string>(['write', 'fio', 'reboot', 'shutdown', 'offline', 'online', 'disable', 'enable', 'hibernate']);
+const GUEST_STEPS = new Set<string>(['write', 'fio', 'files', 'resize', 'reboot', 'shutdown', 'offline', 'online', 'disable', 'enable', 'hibernate']);
 
 /** Guest operations the steps need from the adapter (checked before the VM starts). */
 export function neededOperations(steps: readonly Step[], guestCheckpoint: boolean): Set<GuestOperation> {

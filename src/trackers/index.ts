@@ -1,11 +1,12 @@
 /** The trackers behind one interface (`Tracker`, docs/architecture.md "Trackers"). */
 import { cbtfTracker } from './cbtf.ts';
+import { cbtfRefTracker } from './cbtf-ref.ts';
 import { dmEraTracker } from './dm-era.ts';
 import { isPluginTracker, pluginTracker } from './plugin.ts';
 import { qemuBitmapTracker } from './qemu-bitmap.ts';
 import type { Tracker } from './tracker.ts';
 
-export const BUILTIN_TRACKERS: ReadonlyMap<string, Tracker> = new Map([dmEraTracker, qemuBitmapTracker, cbtfTracker].map((t) => [t.name, t]));
+export const BUILTIN_TRACKERS: ReadonlyMap<string, Tracker> = new Map([dmEraTracker, qemuBitmapTracker, cbtfTracker, cbtfRefTracker].map((t) => [t.name, t]));
 
 /** The tracker of a scenario's `tracker:` (a built-in name or a decoder plugin path); null when unknown. */
 export function trackerFor(name: string): Tracker | null {
@@ -34,5 +35,6 @@ export function trackerOptionProblems(tracker: Tracker, options: Readonly<Record
 export { DM_ERA_METADATA_MIB, dmEraTracker } from './dm-era.ts';
 export { qemuBitmapTracker } from './qemu-bitmap.ts';
 export { cbtfTracker } from './cbtf.ts';
+export { cbtfRefTracker, CBTF_REF_VARIANTS, parseCbtfFileOption } from './cbtf-ref.ts';
 export { isPluginTracker, pluginTracker } from './plugin.ts';
-export type { EpochFacts, GuestOs, HostTracking, KnownBadVariant, OptionCheck, SessionFacts, Tracker, TrackerGuestSetup, VerifyPlan } from './tracker.ts';
+export type { EpochFacts, GuestOs, HostTracking, KnownBadVariant, OptionCheck, SessionFacts, TrackedDiskLayout, Tracker, TrackerGuestSetup, VerifyPlan } from './tracker.ts';

@@ -18,10 +18,29 @@ export type GuestOs = 'linux-ref' | 'windows';
 export interface TrackerGuestSetup {
   /** The guest tracks the data disks itself (dm-era in linux-ref, the filter driver in Windows); false: the host tracks (QEMU bitmaps). */
   inGuest: boolean;
-  /** linux-ref: dm-era block size (sectors of 512 bytes), metadata area at the start of each disk (MiB), the metadata device's fault. */
-  linuxRef?: { blockSectors: number; metadataMiB: number; variant: 'normal' | 'drop_writes' };
+  /**
+   * linux-ref: which in-guest tracker (dm-era on each whole disk, or cbtf-ref on one volume), its
+   * variant, dm-era block size (sectors of 512 bytes), metadata area at the start of each disk
+   * (MiB), the metadata device's fault, and cbtf-ref's file and tracked volume.
+   */
+  linuxRef?: {
+    tracker: 'dm-era' | 'cbtf-ref';
+    blockSectors: number;
+    metadataMiB: number;
+    variant: 'normal' | 'drop_writes';
+    /** The set-up file's CBT_TRACKER_VARIANT (images/linux-ref/README.md): `normal` or a known-bad variant. */
+    trackerVariant: string;
+    cbtf?: { fileVolume: string; path: string; tracked: string; blockBytes: number };
+  };
   /** Windows: the driver's checkpoint command line (placeholders as in `WindowsAdapterOptions.checkpointCommand`) and how to read the epoch id. */
   windows?: { checkpointCommand?: string; epochIdPattern?: string };
+}
+
+/** A scenario disk as a tracker sees it: its id, size and volumes. */
+export interface TrackedDiskLayout {
+  id: string;
+  size: number;
+  volumes: ReadonlyArray<{ id: string; index: number; fs: 'ntfs' | 'ext4' | 'none'; size: number | null }>;
 }
 
 /** The host-side tracking actions the runner offers (QMP on the running VM). */
@@ -76,6 +95,13 @@ export interface Tracker {
   readonly knownBad: readonly KnownBadVariant[];
   /** A checkpoint step runs the guest's checkpoint command (else the epoch is the host's alone). */
   readonly guestCheckpoint: boolean;
+  /**
+   * Checks the options against the scenario's disks and volumes (e.g. that a named volume exists
+   * and has the right file system); a message naming the problem, or null.
+   */
+  checkLayout?(options: Readonly<Record<string, unknown>>, disks: readonly TrackedDiskLayout[]): string | null;
+  /** The disks it tracks (checkpoints and verifies address only these); default: every disk. */
+  trackedDisks?(options: Readonly<Record<string, unknown>>, disks: readonly TrackedDiskLayout[]): string[];
   /** What the guest sets up at boot, from the scenario's (checked) options. */
   guestSetup(options: Readonly<Record<string, unknown>>): TrackerGuestSetup;
   /**

@@ -423,6 +423,16 @@ export class RunningVm implements AsyncDisposable, LiveVm {
     }
   }
 
+  /**
+   * Grows the disk the guest sees (QMP `block_resize` of its top node, which the guest's device
+   * reports as a capacity change). The backing images keep their size: past their end they read zeros.
+   */
+  async resizeDisk(diskId: string, bytes: number, opts: { signal?: AbortSignal } = {}): Promise<void> {
+    const d = this.disk(diskId);
+    if (!Number.isSafeInteger(bytes) || bytes <= 0 || bytes % 512 !== 0) throw new VmError('qmp', `resize of ${diskId} to ${bytes} bytes: not a positive multiple of 512`, { vm: this.label });
+    await this.execute('block_resize', { 'node-name': d.topNode, size: bytes }, opts);
+  }
+
   /** A dirty bitmap on the disk's top node; persistent ones are stored in the qcow2 at close. */
   async addDirtyBitmap(diskId: string, name: string, opts: { granularity?: number; persistent?: boolean } = {}): Promise<{ node: string }> {
     const d = this.disk(diskId);

@@ -49,7 +49,7 @@ steps:
 test('the example of the issue loads, every step kind typed', (t) => {
   const s = parseScenario(GOOD, 'good.yaml');
   t.is(s.name, 'hard-reset-during-writes');
-  t.deepEqual(s.disks, [{ id: 'data0', size: 2 * 1024 ** 3, bus: 'virtio-scsi' }]);
+  t.deepEqual(s.disks, [{ id: 'data0', size: 2 * 1024 ** 3, bus: 'virtio-scsi', volumes: [] }]);
   t.deepEqual(s.trackerOptions, { metadataFault: 'drop-writes' });
   const w = s.steps[1];
   t.true(w.kind === 'write' && w.size.min === 4096 && w.size.max === 1024 * 1024 && w.count === 500 && w.seed === 1);
@@ -108,4 +108,76 @@ test('errors name the file, line and field', (t) => {
 
 test('the published scenarios/schema.json is current', (t) => {
   for (const [file, schema] of PUBLISHED) t.is(readFileSync(join(ROOT, file), 'utf8'), render(schema), `${file} is stale: run npm run schemas`);
+});
+
+const CBTF = `name: cbtf-ref-files
+guest: linux-ref
+tracker: cbtf-ref
+trackerOptions: { file: 'data0p1:/cbt/cbt.bin', tracked: data0p2, granularity: 64KiB, variant: flush-before-fs }
+disks:
+  - id: data0
+    size: 1GiB
+    volumes: [{ fs: ntfs, size: 512MiB }, { fs: ext4 }]
+  - { id: data1, size: 256MiB }
+steps:
+  - checkpoint: {}
+  - files: { volume: data0p2, count: 200, size: 4KiB..4MiB, ops: [create, overwrite, delete], fsync: some }
+  - write: { disk: data0p1, count: 3, size: 4KiB }
+  - write: { disk: data1, count: 3, size: 4KiB }
+  - resize: { disk: data0, size: 2GiB }
+  - files: { volume: data0p1 }
+  - reboot: {}
+  - verify: {}
+`;
+
+test('volumes, files, resize and a volume as a write space', (t) => {
+  const s = parseScenario(CBTF, 'cbtf.yaml');
+  t.deepEqual(s.disks[0].volumes, [
+    { id: 'data0p1', index: 1, fs: 'ntfs', size: 512 * 1024 ** 2 },
+    { id: 'data0p2', index: 2, fs: 'ext4', size: null },
+  ]);
+  t.deepEqual(s.disks[1].volumes, []);
+  const f = s.steps[1];
+  t.true(f.kind === 'files' && f.disk === 'data0' && f.volume === 'data0p2' && f.count === 200 && f.size.min === 4096 && f.size.max === 4 * 1024 ** 2 && f.fsync === 'some');
+  t.deepEqual(f.kind === 'files' ? f.ops : null, ['create', 'overwrite', 'delete']);
+  const w = s.steps[2];
+  t.true(w.kind === 'write' && w.disk === 'data0' && w.volume === 'data0p1');
+  const w1 = s.steps[3];
+  t.true(w1.kind === 'write' && w1.disk === 'data1' && w1.volume === null);
+  const r = s.steps[4];
+  t.true(r.kind === 'resize' && r.disk === 'data0' && r.size === 2 * 1024 ** 3);
+  const d = s.steps[5];
+  t.true(d.kind === 'files' && d.count === 100 && d.size.min === 4096 && d.size.max === 1024 * 1024 && d.fsync === 'some' && d.ops.length === 6);
+});
+
+test('volume, files, resize and cbtf-ref errors name file, line and field', (t) => {
+  const vol = (volumes: string, steps = '  - reset: {}\n', tracker = 'tracker: dm-era\n') =>
+    `name: x\nguest: linux-ref\n${tracker}disks:\n  - id: data0\n    size: 1GiB\n    volumes: ${volumes}\nsteps:\n${steps}`;
+  const cbtf = (opts: string, volumes = '[{ fs: ntfs, size: 64MiB }, { fs: ext4 }]') => vol(volumes, '  - reset: {}\n', `tracker: cbtf-ref\ntrackerOptions: ${opts}\n`);
+  const cases: Array<[string, RegExp]> = [
+    [vol('[{ fs: ntfs }, { fs: ext4 }]'), /volumes\[0\]: Only the last volume may omit `size`/],
+    [vol('[{ fs: ntfs, size: 1000KiB }]'), /volumes\[0\]\.size: Expected a volume `size` of at least 1MiB, in whole MiB/],
+    [vol('[{ fs: ntfs, size: 900MiB }, { fs: ext4, size: 200MiB }]'), /volumes\[1\]\.size: The volumes of data0 need \d+ bytes with the GPT; the disk has 1073741824/],
+    [vol('[{ fs: ntfs, size: 4MiB }]'), /ntfs needs at least 8MiB/],
+    [vol('[{ fs: btrfs }]'), /volumes\[0\]\.fs: Expected `fs` to be one of `ntfs`, `ext4`, `none`/],
+    [vol('[{ fs: none }]', '  - files: { volume: data0p1 }\n'), /steps\[0\]\.files\.volume: Volume `data0p1` has no file system \(fs: none\)/],
+    [vol('[{ fs: ext4 }]', '  - files: { volume: data0p2 }\n'), /steps\[0\]\.files\.volume: Unknown volume `data0p2`; declared volumes: data0p1/],
+    [vol('[{ fs: ext4 }]', '  - files: { volume: data0p1, ops: [scribble] }\n'), /files\.ops\[0\]: Expected .* to be one of `create`, `overwrite`/],
+    [vol('[{ fs: ext4 }]', '  - resize: { disk: data0, size: 512MiB }\n'), /steps\[0\]: resize of data0 to 536870912 bytes does not grow it \(it has 1073741824 by then\)/],
+    [vol('[{ fs: ext4 }]', '  - repeat: { times: 2, steps: [ { resize: { disk: data0, size: 2GiB } } ] }\n'), /resize of data0 to 2147483648 bytes does not grow it \(it has 2147483648 by then\)/],
+    [vol('[{ fs: ext4 }]', '  - write: { disk: data0p3, count: 1, size: 4KiB }\n'), /steps\[0\]\.write\.disk: Unknown disk `data0p3`/],
+    [cbtf("{ file: 'data0p2:/cbt.bin', tracked: data0p2 }"), /trackerOptions: cbtf-ref: the file's volume `data0p2` must be ntfs \(it is ext4\)/],
+    [cbtf("{ file: 'data0p3:/cbt.bin', tracked: data0p2 }"), /the file's volume `data0p3` is not declared/],
+    [cbtf("{ file: 'data0p1:/cbt.bin', tracked: data1p1 }"), /the tracked volume `data1p1` is not declared/],
+    [cbtf("{ file: 'data0p1:cbt.bin', tracked: data0p2 }"), /trackerOptions\.file: Expected `file` to be `<volume>:<path>`/],
+    [cbtf("{ file: 'data0p1:/a/../b', tracked: data0p2 }"), /trackerOptions\.file: Expected `file`/],
+    [cbtf("{ file: 'data0p1:/cbt.bin', tracked: data0p2, granularity: 32MiB }"), /trackerOptions\.granularity: Expected `granularity` to be a power of two from 4KiB to 16MiB/],
+    [cbtf("{ file: 'data0p1:/cbt.bin', tracked: data0p2, variant: sloppy }"), /trackerOptions\.variant: Expected `variant` to be one of `normal`, `flush-before-fs`, `stale-clean`/],
+    [cbtf("{ tracked: data0p2 }"), /trackerOptions: Tracker cbtf-ref needs the option `file`/],
+  ];
+  for (const [text, re] of cases) {
+    const e = errorOf(text);
+    t.regex(e.message, re, text);
+    t.is(e.file, 'bad.yaml');
+  }
 });

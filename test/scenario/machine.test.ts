@@ -6,8 +6,8 @@ import { qemuBitmapTracker } from '../../src/trackers/index.ts';
 
 const src = { file: 's.yaml', line: 1, field: 'steps[0]' };
 const disks: DiskSpec[] = [
-  { id: 'data0', size: 256 << 20, bus: 'virtio-blk' },
-  { id: 'data1', size: 256 << 20, bus: 'virtio-scsi' },
+  { id: 'data0', size: 256 << 20, bus: 'virtio-blk', volumes: [] },
+  { id: 'data1', size: 256 << 20, bus: 'virtio-scsi', volumes: [] },
 ];
 const step = (s: Record<string, unknown>): Step => ({ allowFailure: false, source: src, ...s }) as unknown as Step;
 const on = (kind: string, disk = 'data0') => step({ kind, disk });
@@ -90,7 +90,7 @@ test('a disk that is unplugged: writes, fio, faults and checkpoint are refused; 
   t.is(s.refusal(step({ kind: 'unplug', disk: 'data0', mode: 'surprise', timeoutMs: 1 })), 'data0 is already unplugged');
   t.is(s.refusal(on('plug', 'data1')), 'data1 is plugged already');
   s.after(on('plug'));
-  t.deepEqual({ ...s.disk('data0'), spec: undefined }, { spec: undefined, plugged: true, online: true, enabled: true });
+  t.deepEqual({ ...s.disk('data0'), spec: undefined }, { spec: undefined, plugged: true, online: true, enabled: true, size: 256 << 20, tracked: true });
 });
 
 test('I/O to an offline volume or a disabled disk reaches the guest (whether it refuses is the test); a checkpoint there is refused', (t) => {
@@ -184,4 +184,25 @@ test('epoch indexes count over the job; the open epoch of a disk is its last che
   t.is(s.epoch('data0')?.id, 'e2');
   t.is(s.epoch('data1'), undefined);
   t.throws(() => s.disk('x'), { message: 'no disk `x`' });
+});
+
+test('a tracker that tracks one disk: checkpoint and verify without a disk address only that one; the other is refused by name', (t) => {
+  const s = new JobState(disks, () => null, ['data1']);
+  s.booted();
+  t.deepEqual(s.targets(null).map((d) => d.spec.id), ['data1']);
+  t.is(s.refusal(step({ kind: 'checkpoint', disk: 'data0' })), 'cannot checkpoint data0: the tracker does not track it');
+  t.is(s.refusal(step({ kind: 'checkpoint', disk: null })), null);
+});
+
+test('files needs its volume mounted; resize grows the size verify uses', (t) => {
+  const s = new JobState(disks);
+  t.is(s.refusal(step({ kind: 'files', disk: 'data0', volume: 'data0p1' })), 'cannot run a file workload: the VM is not running');
+  s.booted();
+  t.is(s.refusal(step({ kind: 'files', disk: 'data0', volume: 'data0p1' })), null);
+  s.after(step({ kind: 'offline', disk: 'data0' }));
+  t.is(s.refusal(step({ kind: 'files', disk: 'data0', volume: 'data0p1' })), 'cannot run a file workload on data0p1: its file system is not mounted (data0 is offline)');
+  t.is(s.refusal(step({ kind: 'resize', disk: 'data9', size: 1 })), 'no disk `data9`');
+  s.after(step({ kind: 'resize', disk: 'data0', size: 512 << 20 }));
+  t.is(s.disk('data0').size, 512 << 20);
+  t.is(s.disk('data0').spec.size, 256 << 20, 'the scenario keeps its declared size');
 });

@@ -1,11 +1,11 @@
 /** The trackers behind `Tracker`: options, the host side of an epoch, verify plans, labels. */
 import test from 'ava';
-import { BUILTIN_TRACKERS, cbtfTracker, dmEraTracker, qemuBitmapTracker, trackerFor, trackerOptionProblems, type HostTracking, type SessionFacts } from '../../src/trackers/index.ts';
+import { BUILTIN_TRACKERS, cbtfRefTracker, cbtfTracker, dmEraTracker, qemuBitmapTracker, trackerFor, trackerOptionProblems, type HostTracking, type SessionFacts } from '../../src/trackers/index.ts';
 
 const idle: SessionFacts = { running: false, sessionFromPowercut: false, cleanExitSinceEpoch: true, powercutSinceEpoch: false };
 
 test('the registry knows the built-in trackers and takes a path as a plugin', (t) => {
-  t.deepEqual([...BUILTIN_TRACKERS.keys()], ['dm-era', 'qemu-bitmap', 'cbtf']);
+  t.deepEqual([...BUILTIN_TRACKERS.keys()], ['dm-era', 'qemu-bitmap', 'cbtf', 'cbtf-ref']);
   t.is(trackerFor('dm-era'), dmEraTracker);
   t.is(trackerFor('./plugins/mine.js')?.name, './plugins/mine.js');
   t.is(trackerFor('mine.ts')?.name, 'mine.ts');
@@ -15,7 +15,7 @@ test('the registry knows the built-in trackers and takes a path as a plugin', (t
 test('option problems name the option: unknown, bad value, missing required', (t) => {
   t.deepEqual(trackerOptionProblems(dmEraTracker, { blockSize: '64KiB', metadataFault: 'drop-writes' }), []);
   t.deepEqual(trackerOptionProblems(dmEraTracker, { blockSize: '6KiB' }), [{ option: 'blockSize', message: 'Expected `blockSize` to be a size of at least 4KiB, a multiple of 4KiB' }]);
-  t.deepEqual(trackerOptionProblems(dmEraTracker, { granularity: 1 }), [{ option: 'granularity', message: 'Unknown option `granularity` for tracker dm-era; allowed: metadataFault, blockSize' }]);
+  t.deepEqual(trackerOptionProblems(dmEraTracker, { granularity: 1 }), [{ option: 'granularity', message: 'Unknown option `granularity` for tracker dm-era; allowed: metadataFault, variant, blockSize' }]);
   t.deepEqual(trackerOptionProblems(qemuBitmapTracker, { granularity: '48KiB' }), [{ option: 'granularity', message: 'Expected `granularity` to be a power of two of at least 512' }]);
   t.deepEqual(trackerOptionProblems(qemuBitmapTracker, { granularity: 256 }).map((p) => p.option), ['granularity']);
   t.deepEqual(
@@ -28,8 +28,9 @@ test('option problems name the option: unknown, bad value, missing required', (t
 });
 
 test('dm-era: the guest tracks with the block size and variant asked for; verify reads the metadata area and the era', async (t) => {
-  t.deepEqual(dmEraTracker.guestSetup({}), { inGuest: true, linuxRef: { blockSectors: 128, metadataMiB: 64, variant: 'normal' } });
-  t.deepEqual(dmEraTracker.guestSetup({ blockSize: '16KiB', metadataFault: 'drop-writes' }).linuxRef, { blockSectors: 32, metadataMiB: 64, variant: 'drop_writes' });
+  t.deepEqual(dmEraTracker.guestSetup({}), { inGuest: true, linuxRef: { tracker: 'dm-era', blockSectors: 128, metadataMiB: 64, variant: 'normal', trackerVariant: 'normal' } });
+  t.deepEqual(dmEraTracker.guestSetup({ blockSize: '16KiB', metadataFault: 'drop-writes' }).linuxRef, { tracker: 'dm-era', blockSectors: 32, metadataMiB: 64, variant: 'drop_writes', trackerVariant: 'normal' });
+  t.is(dmEraTracker.guestSetup({ variant: 'late-attach' }).linuxRef?.trackerVariant, 'late-attach');
   t.true(dmEraTracker.guestCheckpoint);
   const host: HostTracking = { addDirtyBitmap: async () => t.fail('dm-era adds no bitmap') };
   t.is(await dmEraTracker.openEpoch({ index: 0, diskId: 'data0', guestEpochId: '7', options: {}, host }), '7');
@@ -40,7 +41,39 @@ test('dm-era: the guest tracks with the block size and variant asked for; verify
   });
   t.is(dmEraTracker.verifyRefusal({ ...idle, running: true }), null);
   t.is(dmEraTracker.driverLabel({ kernel: '6.1.0-28-amd64' }), 'dm-era (kernel 6.1.0-28-amd64)');
-  t.deepEqual(dmEraTracker.knownBad.map((k) => k.options), [{ metadataFault: 'drop-writes' }]);
+  t.deepEqual(dmEraTracker.knownBad.map((k) => k.options), [{ metadataFault: 'drop-writes' }, { variant: 'late-attach' }]);
+  const layout = [{ id: 'data0', size: 256 << 20, volumes: [{ id: 'data0p1', index: 1, fs: 'ext4' as const, size: 191 << 20 }] }];
+  t.regex(dmEraTracker.checkLayout!({}, layout) ?? '', /metadata in the first 64MiB of data0: its volumes need \d+ bytes of the 201326592 left/);
+  t.is(dmEraTracker.checkLayout!({}, [{ ...layout[0], volumes: [{ ...layout[0].volumes[0], size: 100 << 20 }] }]), null);
+});
+
+test('cbtf-ref: linux-ref only; the guest gets the file, the tracked volume, granularity and variant; verify is the plain cbtf decoder', async (t) => {
+  const o = { file: 'data0p1:/cbt/cbt.bin', tracked: 'data0p2', granularity: '16KiB', variant: 'stale-clean' };
+  t.deepEqual(trackerOptionProblems(cbtfRefTracker, o), []);
+  t.deepEqual(cbtfRefTracker.guests, ['linux-ref']);
+  t.deepEqual(cbtfRefTracker.guestSetup(o), {
+    inGuest: true,
+    linuxRef: { tracker: 'cbtf-ref', blockSectors: 32, metadataMiB: 0, variant: 'normal', trackerVariant: 'stale-clean', cbtf: { fileVolume: 'data0p1', path: '/cbt/cbt.bin', tracked: 'data0p2', blockBytes: 16384 } },
+  });
+  const layout = [
+    { id: 'data0', size: 1 << 30, volumes: [{ id: 'data0p1', index: 1, fs: 'ntfs' as const, size: 64 << 20 }, { id: 'data0p2', index: 2, fs: 'ext4' as const, size: null }] },
+    { id: 'data1', size: 1 << 30, volumes: [] },
+  ];
+  t.is(cbtfRefTracker.checkLayout!(o, layout), null);
+  t.deepEqual(cbtfRefTracker.trackedDisks!(o, layout), ['data0']);
+  const gen = '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0';
+  const host: HostTracking = { addDirtyBitmap: async () => t.fail('cbtf-ref adds no bitmap') };
+  t.is(await cbtfRefTracker.openEpoch({ index: 0, diskId: 'data0', guestEpochId: gen, options: o, host }), gen);
+  t.deepEqual(cbtfRefTracker.verifyPlan({ id: gen, index: 0, diskId: 'data0', diskSize: 1 << 30 }, idle, o), { decoder: 'cbtf', options: { volume: '1', path: '/cbt/cbt.bin', tracked: '2', generation: gen } });
+  t.deepEqual(cbtfRefTracker.verifyPlan({ id: '12', index: 0, diskId: 'data0', diskSize: 1 << 30 }, idle, { ...o, tracked: 'data0p12' }).options, { volume: '1', path: '/cbt/cbt.bin', tracked: '12' });
+  t.deepEqual(
+    cbtfRefTracker.knownBad.map((k) => k.options.variant),
+    ['flush-before-fs', 'stale-clean', 'late-attach', 'resize-blind', 'no-persist-offline', 'tracks-own-file'],
+  );
+  for (const k of cbtfRefTracker.knownBad) t.regex(k.source, /CBT-BUGS\.md row/, `${k.options.variant} cites its real bug`);
+  t.regex(cbtfRefTracker.checkLayout!({ ...o, tracked: 'data1p1' }, layout) ?? '', /tracked volume `data1p1` is not declared/);
+  const twoDisks = [layout[0], { id: 'data1', size: 1 << 30, volumes: [{ id: 'data1p1', index: 1, fs: 'none' as const, size: null }] }];
+  t.regex(cbtfRefTracker.checkLayout!({ ...o, tracked: 'data1p1' }, twoDisks) ?? '', /must be on the same disk/);
 });
 
 test('qemu-bitmap: the host adds a persistent bitmap per epoch at the granularity asked for; the label is the QEMU that ran', async (t) => {
