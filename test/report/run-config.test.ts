@@ -32,6 +32,10 @@ test('harness/gate.yaml and nightly.yaml validate against the published schema a
   t.true(mustFail.length >= 2, 'the known-bad trackers are in the gate');
   t.true(mustFail.every((f) => f.includes('/scenarios/known-bad/')));
   t.true(jobs.filter((j) => !j.mustFail).length >= 4);
+  // The bug this harness exists for is in the gate: a filter persisting before the file systems
+  // flush, one that never clears CLEAN, and a correct cbtf-ref through a file workload and reboot.
+  for (const f of ['known-bad/cbtf-ref-flush-before-fs.yaml', 'known-bad/cbtf-ref-stale-clean.yaml']) t.true(mustFail.some((m) => m.endsWith(f)), f);
+  t.true(jobs.some((j) => !j.mustFail && j.scenarioFile.endsWith('scenarios/cbtf-ref/files-reboot.yaml')));
   t.is(gate.limits.jobTimeoutMs, 10 * 60_000);
   t.false(gate.limits.speculate, 'speculation is opt-in');
   const nightly = await loadRunConfig(join(ROOT, 'harness/nightly.yaml'));
