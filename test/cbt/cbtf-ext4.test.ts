@@ -97,7 +97,7 @@ test('tracking ext4: the UUID-derived serial is valid, EXACT, and the details sa
   const r = await verdictOf(await epoch(2, written, { volumeSerial: ext4Serial }), 2);
   t.is(r.claim.state, 'valid', r.claim.reason ?? '');
   t.is(r.result.verdict, 'EXACT');
-  t.like(r.claim.details, { trackedFs: 'ext4', trackedSerial: `0x${ext4Serial.toString(16)}`, volumeSerial: `0x${ext4Serial.toString(16)}` });
+  t.like(r.claim.details, { trackedFs: 'ext4', trackedFsName: 'ext4', trackedSerial: `0x${ext4Serial.toString(16)}`, volumeSerial: `0x${ext4Serial.toString(16)}` });
   t.deepEqual(r.claim.volume, P2);
 });
 
@@ -126,7 +126,7 @@ test('tracking a raw partition (no file system): serial 0 is valid, any other is
   const good = await verdictOf(await epoch(3, written, { volumeSerial: 0n }), 3);
   t.is(good.claim.state, 'valid', good.claim.reason ?? '');
   t.is(good.result.verdict, 'EXACT');
-  t.like(good.claim.details, { trackedFs: 'none', trackedSerial: '0x0' });
+  t.like(good.claim.details, { trackedFs: 'none', trackedFsName: null, trackedSerial: '0x0' });
   for (const serial of [1n, ext4Serial, ntfsSerial]) {
     const r = await verdictOf(await epoch(3, written, { volumeSerial: serial }), 3);
     t.is(r.claim.state, 'lost');
@@ -145,7 +145,7 @@ test('the file on NTFS tracking its own volume keeps the NTFS serial (a Windows 
   await qemuIo(top, [`write -s ${src} ${fileAt} ${persist(0n).length}`]);
   const ok = await verifyImages({ base, top, decoder: 'cbtf', options: opts, providers: defaultProviders });
   t.is(ok.claim.state, 'valid', ok.claim.reason ?? '');
-  t.like(ok.claim.details, { trackedFs: 'ntfs', trackedSerial: `0x${ntfsSerial.toString(16)}` });
+  t.like(ok.claim.details, { trackedFs: 'ntfs', trackedFsName: 'ntfs', trackedSerial: `0x${ntfsSerial.toString(16)}` });
   await writeFile(src, persist(0n));
   await qemuIo(top, [`write -s ${src} ${fileAt} ${persist(0n).length}`]);
   const bad = await verifyImages({ base, top, decoder: 'cbtf', options: opts, providers: defaultProviders });

@@ -90,10 +90,12 @@ export const cbtfDecoder: Decoder = {
       if (!isHarnessError(error)) throw error;
       return lost(`cannot read the tracked volume's serial: ${error.message}`, g, details);
     }
-    details.trackedFs = trackedSerial.name ?? 'none';
-    details.trackedSerial = `0x${trackedSerial.serial.toString(16)}`;
-    if (trackedSerial.serial !== h.volumeSerial) {
-      const found = trackedSerial.fs === 'none' ? 'no recognisable file system, serial 0' : `${trackedSerial.name ?? trackedSerial.fs} serial 0x${trackedSerial.serial.toString(16)}`;
+    const { fs, name, serial } = trackedSerial;
+    details.trackedFs = fs;
+    details.trackedFsName = name;
+    details.trackedSerial = `0x${serial.toString(16)}`;
+    if (serial !== h.volumeSerial) {
+      const found = fs === 'none' ? 'no recognisable file system, serial 0' : `${fs}${name !== null && name !== fs ? ` (${name})` : ''} serial 0x${serial.toString(16)}`;
       return lost(`volume serial 0x${h.volumeSerial.toString(16)} is not the tracked volume's (${found})`, g, details);
     }
     if (h.flags & CBTF_FLAG_TRACKING_LOST) return lost('the driver declared TRACKING_LOST', g, details);
