@@ -53,6 +53,7 @@ const disk: BlockSource = {
 const providers: DiskProviders = {
   readVolumes: async () => [{ number: 1, ...VOLUME, type: 'ebd0a0a2-b9e5-4433-87c0-68b6b72699c7', name: 'data', guid: null }],
   openNtfs: async () => ({ serial: 0xabcdefn, lookup: async () => ({ size: file.length, extents: [{ offset: FILE_AT - VOLUME.offset, length: file.length, fileOffset: 0 }] }) }),
+  detectFs: async () => ({ fs: 'ntfs' }),
 };
 const image = { top: { virtualSize: disk.size, name: 'bench', identity: 'bench' } } as unknown as OpenedImage;
 

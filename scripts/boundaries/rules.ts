@@ -101,8 +101,9 @@ export const ALLOWED: Record<string, readonly string[]> = {
   config: [],
   disk: ['qcow2'],
   'fs/ntfs': ['qcow2'],
+  'fs/ext4': ['qcow2'],
   truth: ['qcow2'],
-  cbt: ['qcow2', 'disk', 'fs/ntfs', 'truth'],
+  cbt: ['qcow2', 'disk', 'fs/ntfs', 'fs/ext4', 'truth'],
   verify: ['truth', 'cbt'],
   qmp: [],
   ssh: [],
@@ -123,7 +124,7 @@ export const TYPE_ONLY: Record<string, readonly string[]> = { verify: ['truth', 
  * The pure cores: they compute over bytes they are handed (files are read through node:fs, which
  * is allowed) and never start processes, open sockets or threads, or read the process' state.
  */
-export const PURE: readonly string[] = ['util', 'qcow2', 'disk', 'fs/ntfs', 'truth', 'cbt', 'verify', 'trackers', 'config'];
+export const PURE: readonly string[] = ['util', 'qcow2', 'disk', 'fs/ntfs', 'fs/ext4', 'truth', 'cbt', 'verify', 'trackers', 'config'];
 
 export const EFFECT_MODULES: readonly string[] = [
   'child_process',

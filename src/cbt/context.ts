@@ -1,16 +1,18 @@
 /**
- * A DecodeContext over an opened image: the guest-visible disk, its partitions and NTFS lookup,
- * all read-only. Partition and NTFS parsing are supplied as providers (src/disk, src/fs/ntfs by
- * default; tests may pass their own).
+ * A DecodeContext over an opened image: the guest-visible disk, its partitions, NTFS lookup and
+ * volume serials, all read-only. Partition, NTFS and file-system detection are supplied as
+ * providers (src/disk, src/fs/ntfs, src/fs/ext4 by default; tests may pass their own).
  */
 import { guestDisk, SliceBlockSource, type BlockSource, type OpenedImage } from '../qcow2/index.ts';
-import { DecoderOptionError, type DecodeContext, type DecodeVolume, type NtfsAccess } from './decoder.ts';
+import { DecoderOptionError, type DecodeContext, type DecodeVolume, type DetectedFs, type NtfsAccess, type VolumeSerial } from './decoder.ts';
 
 export interface DiskProviders {
   /** Partitions of a disk (empty array when it has no partition table). */
   readVolumes(disk: BlockSource): Promise<DecodeVolume[]>;
   /** NTFS on a volume's bytes. */
   openNtfs(volume: BlockSource): Promise<NtfsAccess>;
+  /** Which file system a volume's bytes hold (its signature, then its superblock for ext2/3/4). */
+  detectFs(volume: BlockSource): Promise<DetectedFs>;
 }
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tib: 1024 ** 4 };
@@ -26,6 +28,8 @@ function bytes(text: string, what: string): number {
 export function createDecodeContext(image: OpenedImage, options: Record<string, string>, providers: DiskProviders, disk: BlockSource = guestDisk(image.top)): DecodeContext {
   let volumes: Promise<DecodeVolume[]> | undefined;
   const ntfsCache = new Map<string, Promise<NtfsAccess>>();
+  const serialCache = new Map<string, Promise<VolumeSerial>>();
+  const slice = (v: { offset: number; length: number }) => new SliceBlockSource(disk, v.offset, v.length, `${disk.name} [${v.offset}+${v.length}]`);
   const ctx: DecodeContext = {
     image,
     disk,
@@ -45,8 +49,23 @@ export function createDecodeContext(image: OpenedImage, options: Record<string, 
       const key = `${v.offset}:${v.length}`;
       let p = ntfsCache.get(key);
       if (!p) {
-        p = providers.openNtfs(new SliceBlockSource(disk, v.offset, v.length, `${disk.name} [${v.offset}+${v.length}]`));
+        p = providers.openNtfs(slice(v));
         ntfsCache.set(key, p);
+      }
+      return p;
+    },
+    async volumeSerial(volume) {
+      const v = typeof volume === 'number' ? await ctx.volume(volume) : volume;
+      const key = `${v.offset}:${v.length}`;
+      let p = serialCache.get(key);
+      if (!p) {
+        p = (async (): Promise<VolumeSerial> => {
+          const found = await providers.detectFs(slice(v));
+          if (found.fs === 'ntfs') return { fs: 'ntfs', serial: (await ctx.ntfs(v)).serial, name: 'ntfs' };
+          if (found.fs === 'ext4') return { fs: 'ext4', serial: found.serial, name: found.name };
+          return { fs: 'none', serial: 0n, name: null };
+        })();
+        serialCache.set(key, p);
       }
       return p;
     },

@@ -31,6 +31,23 @@ export interface NtfsAccess {
   lookup(path: string): Promise<NtfsFileInfo>;
 }
 
+/** The file systems whose serial the context can tell apart; `none`: no recognisable file system. */
+export type VolumeFsKind = 'ntfs' | 'ext4' | 'none';
+
+/**
+ * A volume's serial as the CBTF format defines it: NTFS — the boot sector's u64 at 0x48; ext2/3/4
+ * — the first 8 bytes of the superblock's s_uuid read as a little-endian u64; none — 0.
+ */
+export interface VolumeSerial {
+  fs: VolumeFsKind;
+  serial: bigint;
+  /** The file system as found: 'ntfs', 'ext2', 'ext3' or 'ext4'; null for none. */
+  name: string | null;
+}
+
+/** What a file-system probe of a volume found; NTFS's serial comes from `ctx.ntfs`, which validates the volume. */
+export type DetectedFs = { fs: 'ntfs' } | { fs: 'ext4'; serial: bigint; name: string } | { fs: 'none' };
+
 export interface DecodeContext {
   /** The image chain (qcow2 metadata such as persistent bitmaps). Never written. */
   readonly image: OpenedImage;
@@ -44,6 +61,12 @@ export interface DecodeContext {
   volume(number: number): Promise<DecodeVolume>;
   /** NTFS on a partition (by number) or on any byte range of the disk. */
   ntfs(volume: number | { offset: number; length: number }): Promise<NtfsAccess>;
+  /**
+   * Which file system a partition (by number) or byte range holds, and its serial (VolumeSerial).
+   * Throws the file system's typed error (a HarnessError) when its signature is there but the
+   * volume is not well formed.
+   */
+  volumeSerial(volume: number | { offset: number; length: number }): Promise<VolumeSerial>;
   /** A region given as a partition number ("2") or "offset:length" with byte units. */
   region(spec: string, what: string): Promise<{ offset: number; length: number }>;
 }

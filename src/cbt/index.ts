@@ -1,5 +1,5 @@
 export { claimProblems, type Claim, type ClaimState } from './claim.ts';
-export { DecoderOptionError, DecoderPluginError, requireOption, type Decoder, type DecodeContext, type DecodeVolume, type NtfsAccess, type NtfsFileInfo } from './decoder.ts';
+export { DecoderOptionError, DecoderPluginError, requireOption, type Decoder, type DecodeContext, type DecodeVolume, type NtfsAccess, type NtfsFileInfo, type VolumeSerial, type VolumeFsKind, type DetectedFs } from './decoder.ts';
 export { BUILTIN_DECODERS, resolveDecoder, runDecoder } from './registry.ts';
 export { BitmapNotFoundError } from './qemu-bitmap.ts';
 export { crc32c } from './crc32c.ts';

@@ -27,6 +27,7 @@ const noPartitions: DiskProviders = {
   openNtfs: async () => {
     throw new Error('no NTFS in these fixtures');
   },
+  detectFs: async () => ({ fs: 'none' }),
 };
 
 const MiB = 1024 * 1024;

@@ -279,4 +279,10 @@ test('checkFacts: util/ is open to every folder, the own folder always allowed, 
     checkFacts(facts('src/fs/ntfs/a.ts', '../../qcow2/index.ts', '../../disk/index.ts')).violations.map((v) => `${v.line}: ${v.rule}: ${v.message}`),
     ['2: folder-import: imports ../../disk/index.ts: fs/ntfs/ may not import disk/'],
   );
+  t.deepEqual(
+    checkFacts(facts('src/fs/ext4/a.ts', '../../qcow2/index.ts', '../ntfs/index.ts', '../../cbt/index.ts')).violations.map((v) => `${v.line}: ${v.rule}: ${v.message}`),
+    ['2: folder-import: imports ../ntfs/index.ts: fs/ext4/ may not import fs/ntfs/', '3: folder-import: imports ../../cbt/index.ts: fs/ext4/ may not import cbt/'],
+  );
+  t.deepEqual(checkFacts(facts('src/cbt/a.ts', '../fs/ext4/index.ts', '../fs/ntfs/index.ts')).violations, []);
+  t.true(DEFAULT_POLICY.pure.includes('fs/ext4'));
 });

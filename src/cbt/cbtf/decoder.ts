@@ -1,11 +1,13 @@
 /**
  * The CBTF decoder: locate the tracker's file through NTFS (on the tracked volume or another
  * one), read it through its extents as the driver wrote it, and apply every validity rule of
- * DESIGN.md "CBTF". Any broken rule gives `state: "lost"` with the reason, never an exception.
+ * docs/cbtf.md. Any broken rule gives `state: "lost"` with the reason, never an exception. The
+ * tracked volume may hold NTFS, ext2/3/4 or no recognisable file system (rule 7, `ctx.volumeSerial`).
  */
 import type { Claim } from '../claim.ts';
 import { crc32c } from '../crc32c.ts';
-import { DecoderOptionError, requireOption, type DecodeContext, type Decoder, type NtfsAccess } from '../decoder.ts';
+import { DecoderOptionError, requireOption, type DecodeContext, type Decoder, type VolumeSerial } from '../decoder.ts';
+import { isHarnessError } from '../../util/index.ts';
 import { BlockRunBuilder } from '../../truth/index.ts';
 import { CBTF_FLAG_CLEAN, CBTF_FLAG_TRACKING_LOST, CBTF_HEADER_SIZE, CBTF_MAGIC, CBTF_MAX_SHIFT, CBTF_MIN_SHIFT, CBTF_VERSION, cbtfHeaderCrc, normalizeGuid, parseCbtfHeader } from './format.ts';
 
@@ -27,11 +29,11 @@ async function readFileBytes(ctx: DecodeContext, extents: Array<{ offset: number
 
 export const cbtfDecoder: Decoder = {
   name: 'cbtf',
-  description: 'CBTF file written raw to its pre-recorded extents by a Windows CBT filter driver',
+  description: 'CBTF file written raw to its pre-recorded extents by a CBT driver (tracking NTFS, ext2/3/4 or a raw volume)',
   options: {
     volume: 'partition number holding the CBTF file (NTFS)',
     path: 'path of the file on that volume, e.g. /System Volume Information/cbt.dat',
-    tracked: 'partition number of the tracked volume (default: volume)',
+    tracked: 'partition number (or offset:length) of the tracked volume: NTFS, ext2/3/4 or raw (default: volume)',
     generation: 'expected generation GUID recorded at the epoch start (checked when given)',
   },
   async decode(ctx: DecodeContext): Promise<Claim> {
@@ -81,14 +83,20 @@ export const cbtfDecoder: Decoder = {
     const bitmap = await readFileBytes(ctx, extents, CBTF_HEADER_SIZE, Number(h.bitmapLength));
     const bcrc = crc32c(bitmap);
     if (bcrc !== h.bitmapCrc) return lost(`bitmap CRC-32C mismatch (stored 0x${h.bitmapCrc.toString(16)}, computed 0x${bcrc.toString(16)})`, g, details);
-    let trackedNtfs: NtfsAccess;
+    let trackedSerial: VolumeSerial;
     try {
-      trackedNtfs = trackedSpec === String(volNo) ? ntfs : await ctx.ntfs(tracked);
+      trackedSerial = await ctx.volumeSerial(tracked);
     } catch (error) {
-      return lost(`cannot read the tracked volume's NTFS serial: ${(error as Error).message}`, g, details);
+      if (!isHarnessError(error)) throw error;
+      return lost(`cannot read the tracked volume's serial: ${error.message}`, g, details);
     }
-    if (trackedNtfs.serial !== h.volumeSerial) {
-      return lost(`volume serial 0x${h.volumeSerial.toString(16)} is not the tracked volume's (0x${trackedNtfs.serial.toString(16)})`, g, details);
+    const { fs, name, serial } = trackedSerial;
+    details.trackedFs = fs;
+    details.trackedFsName = name;
+    details.trackedSerial = `0x${serial.toString(16)}`;
+    if (serial !== h.volumeSerial) {
+      const found = fs === 'none' ? 'no recognisable file system, serial 0' : `${fs}${name !== null && name !== fs ? ` (${name})` : ''} serial 0x${serial.toString(16)}`;
+      return lost(`volume serial 0x${h.volumeSerial.toString(16)} is not the tracked volume's (${found})`, g, details);
     }
     if (h.flags & CBTF_FLAG_TRACKING_LOST) return lost('the driver declared TRACKING_LOST', g, details);
     if (!(h.flags & CBTF_FLAG_CLEAN)) return lost('CLEAN is not set: the last persist was not orderly (crash, reset or surprise removal)', g, details);
