@@ -10,6 +10,7 @@ CBT_RUN=/run/cbt
 
 # Messages go to the serial console (captured by the host); cbt-ctl also sends them to its stderr.
 cbt_log() {
+  [ "${CBT_DEBUG:-0}" = 0 ] || set -- "[$(cut -d' ' -f1 /proc/uptime)]" "$@"
   echo "cbt: $*" >/dev/console 2>/dev/null
   [ -z "$CBT_CTL" ] || echo "cbt: $*" >&2
 }

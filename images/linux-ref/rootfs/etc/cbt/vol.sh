@@ -169,7 +169,8 @@ cbt_disk_vols_up() {
     ts="${CBT_CBTF_TRACKED%%:*}"
     [ "$ts" = "$s" ] && { cbtf_load || rc=1; }
   fi
-  for v in $(cbt_vols "$s"); do cbt_vol_mount "$v" || rc=1; done
+  [ "${CBT_DEBUG:-0}" = 0 ] || cbt_log "volumes $s: laid out"
+  for v in $(cbt_vols "$s"); do cbt_vol_mount "$v" || rc=1; [ "${CBT_DEBUG:-0}" = 0 ] || cbt_log "volumes $v: mounted"; done
   if cbt_late; then
     if cbt_era_disk "$s" && [ "$(cbt_state_get "$s" state)" = pending ]; then
       cbt_era_attach "$s" || rc=1
@@ -222,6 +223,7 @@ cbt_volumes_boot() {
     [ "$s" = "${CBT_CBTF_TRACKED%%:*}" ] || cbt_vols_layout "$s"
   fi
   for s in $(cbt_vol_disks); do cbt_disk_vols_up "$s" || true; done
+  cbt_log "volumes: set up"
 }
 
 cbt_vol_json() {
