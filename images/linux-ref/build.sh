@@ -151,10 +151,15 @@ copy_bin "$B" "$R" usr/sbin/dropbear usr/bin/dropbearkey sbin/dmsetup usr/sbin/p
 for tool in era_check era_dump era_invalidate era_restore thin_check; do
   ln -sf pdata_tools "$R/usr/sbin/$tool"
 done
+# Volumes (GPT, NTFS through ntfs-3g, ext4) and perl for cbtf-tool. Called by full path where
+# busybox has an applet of the same name (mke2fs): busybox's links are in /bin, first in PATH.
+copy_bin "$B" "$R" bin/ntfs-3g bin/ntfsinfo sbin/mkntfs sbin/ntfsresize sbin/mke2fs sbin/resize2fs sbin/sgdisk usr/bin/perl
+mkdir -p "$R/etc"
+cp "$B/etc/mke2fs.conf" "$R/etc/mke2fs.conf"
 
 # 5. skeleton and archive
 cp -a "$CBT_RECIPE/rootfs/." "$R/"
-chmod 0755 "$R/init" "$R/cbt-probe" "$R/bin/cbt-ctl" "$R/usr/bin/fio" "$R/etc/acpi/PWRF/00000080"
+chmod 0755 "$R/init" "$R/cbt-probe" "$R/bin/cbt-ctl" "$R/usr/bin/cbtf-tool" "$R/usr/bin/fio" "$R/etc/acpi/PWRF/00000080"
 mkdir -p "$R/dev" "$R/proc" "$R/sys" "$R/run" "$R/tmp" "$R/root/.ssh" "$R/var/log" "$R/mnt/tools" "$R/etc/dropbear"
 chmod 0700 "$R/root" "$R/root/.ssh"
 chmod 1777 "$R/tmp"

@@ -10,6 +10,7 @@ CBT_RUN=/run/cbt
 
 # Messages go to the serial console (captured by the host); cbt-ctl also sends them to its stderr.
 cbt_log() {
+  [ "${CBT_DEBUG:-0}" = 0 ] || set -- "[$(cut -d' ' -f1 /proc/uptime)]" "$@"
   echo "cbt: $*" >/dev/console 2>/dev/null
   [ -z "$CBT_CTL" ] || echo "cbt: $*" >&2
 }
@@ -27,8 +28,17 @@ cbt_config() {
       cbt.debug=*) CBT_DEBUG="${w#*=}" ;;
     esac
   done
+  # The set-up file (fw_cfg opt/cbt/setup, checked and copied by cbt_setup_read): volumes, tracker.
+  CBT_TRACKER=dm-era CBT_TRACKER_VARIANT=normal CBT_VOLUMES="" CBT_CBTF_FILE="" CBT_CBTF_TRACKED="" CBT_CBTF_BLOCK=65536
+  [ -f "$CBT_RUN/setup.sh" ] && . "$CBT_RUN/setup.sh"
   mkdir -p "$CBT_RUN"
   cat >"$CBT_RUN/config" <<EOF
+CBT_TRACKER="$CBT_TRACKER"
+CBT_TRACKER_VARIANT="$CBT_TRACKER_VARIANT"
+CBT_VOLUMES="$CBT_VOLUMES"
+CBT_CBTF_FILE="$CBT_CBTF_FILE"
+CBT_CBTF_TRACKED="$CBT_CBTF_TRACKED"
+CBT_CBTF_BLOCK="$CBT_CBTF_BLOCK"
 CBT_DISKS="$CBT_DISKS"
 CBT_BLOCK="$CBT_BLOCK"
 CBT_META_MIB="$CBT_META_MIB"
@@ -166,6 +176,23 @@ cbt_era_up() {
       return 1
     }
   fi
+  cbt_state_set "$s" dev "$dev"
+  cbt_state_set "$s" metadata "$how"
+  cbt_state_set "$s" metaSectors "$meta"
+  cbt_state_set "$s" dataSectors "$data"
+  if [ "$3" = defer ]; then
+    # late-attach (known-bad): the volumes are mounted over cbt-data-<serial> first; cbt_era_attach
+    # creates the era device afterwards and moves them onto it.
+    cbt_state_set "$s" state pending
+    return 0
+  fi
+  cbt_era_attach "$s"
+}
+
+# Creates era-<serial> over the metadata and data devices made by cbt_era_up.
+cbt_era_attach() {
+  local s="$1" data
+  data="$(cbt_state_get "$s" dataSectors)"
   if ! dmsetup create "era-$s" --table "0 $data era $(cbt_dm_mm "cbt-meta-$s") $(cbt_dm_mm "cbt-data-$s") $CBT_BLOCK" 2>"$CBT_RUN/err"; then
     cbt_state_set "$s" state failed
     cbt_log "era $s: dmsetup create era failed: $(cat "$CBT_RUN/err")"
@@ -173,12 +200,8 @@ cbt_era_up() {
   fi
   dmsetup mknodes "era-$s" 2>/dev/null
   [ -b "/dev/mapper/era-$s" ] || { mkdir -p /dev/mapper; mknod "/dev/mapper/era-$s" b "$(cbt_dm_mm "era-$s" | tr ':' ' ')"; }
-  cbt_state_set "$s" dev "$dev"
-  cbt_state_set "$s" metadata "$how"
-  cbt_state_set "$s" metaSectors "$meta"
-  cbt_state_set "$s" dataSectors "$data"
   cbt_state_set "$s" state active
-  cbt_log "era $s: active on $dev (metadata $how, variant $CBT_VARIANT, block $CBT_BLOCK sectors)"
+  cbt_log "era $s: active on $(cbt_state_get "$s" dev) (metadata $(cbt_state_get "$s" metadata), variant $CBT_VARIANT, block $CBT_BLOCK sectors)"
 }
 
 # One JSON object describing a tracked disk.
@@ -195,3 +218,6 @@ cbt_status_json() {
     "$s" "${st:-unknown}" "$dev" "$(cbt_bus_of "$dev")" "$era" "$(cbt_state_get "$s" metadata)" "$CBT_VARIANT" "$CBT_BLOCK" \
     "$(cbt_state_get "$s" metaSectors || echo null)" "$(cbt_state_get "$s" dataSectors || echo null)" "$used" "$total"
 }
+
+# Volumes, the Windows shutdown order and the cbtf-ref tracker.
+. /etc/cbt/vol.sh
