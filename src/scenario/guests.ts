@@ -110,7 +110,7 @@ async function prepareLinuxRef(plan: GuestPlan): Promise<PreparedGuest> {
     // dm-era tracks whole disks (cbt.disks=); cbtf-ref tracks one volume through the set-up file.
     untracked: plan.tracker.inGuest && lr?.tracker === 'dm-era' ? [] : plan.disks.map((d) => d.id),
     ...(setup ? { setup } : {}),
-    ...(lr ? { eraBlockSectors: lr.blockSectors, metadataMiB: lr.metadataMiB, variant: lr.variant } : {}),
+    ...(lr?.tracker === 'dm-era' ? { eraBlockSectors: lr.blockSectors, metadataMiB: lr.metadataMiB, variant: lr.variant } : {}),
     tools: fio,
     accel: plan.accel,
     logDir: plan.logDir,

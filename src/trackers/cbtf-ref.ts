@@ -112,8 +112,12 @@ export const cbtfRefTracker: Tracker = {
     if (guestEpochId === undefined) throw new TypeError(`cbtf-ref: no generation from the guest's checkpoint of ${diskId}`);
     return guestEpochId;
   },
-  verifyRefusal() {
-    // The file is on the disk: the runner pauses the VM while it reads the images.
+  verifyRefusal(s) {
+    // A correct tracker clears CLEAN again as soon as it loads, so a running guest's file always
+    // reads "not clean": only a crash since the epoch makes that the honest answer to judge.
+    if (s.running && !s.crashSinceEpoch) {
+      return 'cbtf-ref persists its file at an orderly stop and clears CLEAN again when it loads: verify a cbtf-ref epoch after a shutdown (or after a power cut or reset)';
+    }
     return null;
   },
   verifyPlan(epoch, _session, o) {

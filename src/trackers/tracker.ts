@@ -58,6 +58,8 @@ export interface SessionFacts {
   cleanExitSinceEpoch: boolean;
   /** A power cut happened since the epoch began. */
   powercutSinceEpoch: boolean;
+  /** A power cut or a hard reset happened since the epoch began: the guest's memory was lost without a shutdown. */
+  crashSinceEpoch: boolean;
 }
 
 /** One epoch of one disk, as the tracker needs it to verify. */
