@@ -51,7 +51,12 @@ cbt_vget() { cat "$CBT_RUN/vol-$1/$2" 2>/dev/null; }
 cbt_is_vol() { [ -d "$CBT_RUN/vol-$1" ]; }
 # Every serial cbt-ctl knows: dm-era's disks and the disks holding volumes.
 cbt_known_disks() { { for s in $CBT_DISKS; do echo "$s"; done; cbt_vol_disks; } | awk '!seen[$0]++'; }
-cbt_era_disk() { [ "$CBT_TRACKER" = dm-era ] && for d in $CBT_DISKS; do [ "$d" = "$1" ] && return 0; done; return 1; }
+cbt_era_disk() {
+  local x
+  [ "$CBT_TRACKER" = dm-era ] || return 1
+  for x in $CBT_DISKS; do [ "$x" = "$1" ] && return 0; done
+  return 1
+}
 cbt_late() { [ "$CBT_TRACKER_VARIANT" = late-attach ]; }
 
 cbt_mknode() { # dm name -> /dev/mapper/name
