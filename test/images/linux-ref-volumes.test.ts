@@ -133,7 +133,8 @@ test.serial('volumes: the first boot makes GPT + NTFS + ext4 inside the dm-era s
   await g.vm.waitForConsole(LINUX_REF_MARKERS.sshUp, { from: mark, timeoutMs: 120_000 });
   await g.reconnect(g.vm, mark);
   const ready2 = JSON.parse(await g.sh('cbt-ctl wait-ready 180')) as { uptime: number };
-  t.log(`second boot ready at uptime ${ready2.uptime} s`);
+  // (The guest's uptime keeps counting across a reboot inside the same QEMU here.)
+  t.log(`second boot ready at uptime ${ready2.uptime} s (reboot at ${r.phases[3] ? (r.phases[3] as { uptime?: number }).uptime : '?'} s)`);
   t.deepEqual(jsonLines<Volume>(await g.sh('cbt-ctl volumes')), vols);
   t.is((await g.sh('stat -c %s /mnt/data0p1/d/a /mnt/data0p2/d/a /mnt/data0p2/c')).trim().split('\n').join(' '), '200000 200000 4096');
   t.notRegex(await readFile(g.vm.consoleLogPath, 'latin1').then((s) => s.slice(s.lastIndexOf('CBT-SSH-UP'))), /GPT made/);
