@@ -281,3 +281,28 @@ test.serial('flush-before-fs (known-bad): persists at pre-fs, so the unmount wri
   t.true(changed.length > 0);
   t.true(missed.length > 0);
 });
+
+test.serial('stale-clean (known-bad): after a power cut the file still claims a CLEAN bitmap that lacks the writes', async (t) => {
+  const dir = await workDir('cbt-vol-d-');
+  const data0 = await disk(dir, 'data0', '256M');
+  const setup = [
+    'CBT_TRACKER=cbtf-ref',
+    'CBT_TRACKER_VARIANT=stale-clean',
+    'CBT_VOLUMES="data0:1:ntfs:67108864 data0:2:none:0"',
+    'CBT_CBTF_FILE="data0:1:/cbt/cbt.bin"',
+    'CBT_CBTF_TRACKED="data0:2"',
+  ].join('\n');
+  const g = await bootGuest(t, { runId: 'vol-d', vmId: 'vm', logDir: dir, setup, untracked: ['data0'], disks: [{ id: 'data0', path: data0, bus: 'virtio-blk' }] });
+  await g.sh('cbt-ctl wait-ready 180');
+  const vols = jsonLines<Volume>(await g.sh('cbt-ctl volumes'));
+  await g.sh('cbt-ctl checkpoint data0');
+  await g.sh('cbt-ctl write data0p2', `${5 * BLOCK} 4096 1\n`);
+  const next = await g.vm.powerCut();
+  await next.stop({ graceful: 'none' });
+  const raw = await rawCopy(data0, join(dir, 'data0.raw'));
+  const f = await readCbtf(await slice(raw, vols[0].start, vols[0].size, join(dir, 'p1.ntfs')), '/cbt/cbt.bin');
+  t.true(f.headerCrcOk && f.bitmapCrcOk);
+  t.is(f.header.flags, CBTF_FLAG_CLEAN); // a correct tracker would have CLEAN clear here
+  t.is(f.header.sequence, 2n); // load 1, checkpoint 2: nothing since
+  t.deepEqual(f.blocks, []); // block 5 was written
+});
