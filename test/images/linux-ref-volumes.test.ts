@@ -133,7 +133,8 @@ test.serial('volumes: the first boot makes GPT + NTFS + ext4 inside the dm-era s
   await g.vm.waitForConsole(LINUX_REF_MARKERS.sshUp, { from: mark, timeoutMs: 120_000 });
   await g.reconnect(g.vm, mark);
   const ready2 = JSON.parse(await g.sh('cbt-ctl wait-ready 180')) as { uptime: number };
-  t.log(`second boot ready at uptime ${ready2.uptime} s`);
+  // (The guest's uptime keeps counting across a reboot inside the same QEMU here.)
+  t.log(`second boot ready at uptime ${ready2.uptime} s (reboot at ${r.phases[3] ? (r.phases[3] as { uptime?: number }).uptime : '?'} s)`);
   t.deepEqual(jsonLines<Volume>(await g.sh('cbt-ctl volumes')), vols);
   t.is((await g.sh('stat -c %s /mnt/data0p1/d/a /mnt/data0p2/d/a /mnt/data0p2/c')).trim().split('\n').join(' '), '200000 200000 4096');
   t.notRegex(await readFile(g.vm.consoleLogPath, 'latin1').then((s) => s.slice(s.lastIndexOf('CBT-SSH-UP'))), /GPT made/);
@@ -279,4 +280,29 @@ test.serial('flush-before-fs (known-bad): persists at pre-fs, so the unmount wri
   t.log(`shutdown changed ${changed.length} blocks of data0p2; the bitmap lacks ${missed.length}`);
   t.true(changed.length > 0);
   t.true(missed.length > 0);
+});
+
+test.serial('stale-clean (known-bad): after a power cut the file still claims a CLEAN bitmap that lacks the writes', async (t) => {
+  const dir = await workDir('cbt-vol-d-');
+  const data0 = await disk(dir, 'data0', '256M');
+  const setup = [
+    'CBT_TRACKER=cbtf-ref',
+    'CBT_TRACKER_VARIANT=stale-clean',
+    'CBT_VOLUMES="data0:1:ntfs:67108864 data0:2:none:0"',
+    'CBT_CBTF_FILE="data0:1:/cbt/cbt.bin"',
+    'CBT_CBTF_TRACKED="data0:2"',
+  ].join('\n');
+  const g = await bootGuest(t, { runId: 'vol-d', vmId: 'vm', logDir: dir, setup, untracked: ['data0'], disks: [{ id: 'data0', path: data0, bus: 'virtio-blk' }] });
+  await g.sh('cbt-ctl wait-ready 180');
+  const vols = jsonLines<Volume>(await g.sh('cbt-ctl volumes'));
+  await g.sh('cbt-ctl checkpoint data0');
+  await g.sh('cbt-ctl write data0p2', `${5 * BLOCK} 4096 1\n`);
+  const next = await g.vm.powerCut();
+  await next.stop({ graceful: 'none' });
+  const raw = await rawCopy(data0, join(dir, 'data0.raw'));
+  const f = await readCbtf(await slice(raw, vols[0].start, vols[0].size, join(dir, 'p1.ntfs')), '/cbt/cbt.bin');
+  t.true(f.headerCrcOk && f.bitmapCrcOk);
+  t.is(f.header.flags, CBTF_FLAG_CLEAN); // a correct tracker would have CLEAN clear here
+  t.is(f.header.sequence, 2n); // load 1, checkpoint 2: nothing since
+  t.deepEqual(f.blocks, []); // block 5 was written
 });

@@ -201,8 +201,11 @@ cbt_era_attach() {
   dmsetup mknodes "era-$s" 2>/dev/null
   [ -b "/dev/mapper/era-$s" ] || { mkdir -p /dev/mapper; mknod "/dev/mapper/era-$s" b "$(cbt_dm_mm "era-$s" | tr ':' ' ')"; }
   cbt_state_set "$s" state active
-  cbt_log "era $s: active on $(cbt_state_get "$s" dev) (metadata $(cbt_state_get "$s" metadata), variant $CBT_VARIANT, block $CBT_BLOCK sectors)"
+  cbt_log "era $s: active on $(cbt_state_get "$s" dev) (metadata $(cbt_state_get "$s" metadata), variant $(cbt_variant), block $CBT_BLOCK sectors)"
 }
+
+# dm-era's variant: cbt.variant= (drop_writes), else the set-up file's (late-attach).
+cbt_variant() { if [ "$CBT_VARIANT" = normal ]; then echo "${CBT_TRACKER_VARIANT:-normal}"; else echo "$CBT_VARIANT"; fi; }
 
 # One JSON object describing a tracked disk.
 cbt_status_json() {
@@ -215,7 +218,7 @@ cbt_status_json() {
     used="${5%/*}" total="${5#*/}" era="$6"
   fi
   printf '{"serial":"%s","state":"%s","dev":"%s","bus":"%s","era":%s,"metadata":"%s","variant":"%s","blockSectors":%s,"metaSectors":%s,"dataSectors":%s,"metaBlocksUsed":%s,"metaBlocksTotal":%s}\n' \
-    "$s" "${st:-unknown}" "$dev" "$(cbt_bus_of "$dev")" "$era" "$(cbt_state_get "$s" metadata)" "$CBT_VARIANT" "$CBT_BLOCK" \
+    "$s" "${st:-unknown}" "$dev" "$(cbt_bus_of "$dev")" "$era" "$(cbt_state_get "$s" metadata)" "$(cbt_variant)" "$CBT_BLOCK" \
     "$(cbt_state_get "$s" metaSectors || echo null)" "$(cbt_state_get "$s" dataSectors || echo null)" "$used" "$total"
 }
 

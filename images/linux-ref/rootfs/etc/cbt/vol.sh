@@ -51,7 +51,12 @@ cbt_vget() { cat "$CBT_RUN/vol-$1/$2" 2>/dev/null; }
 cbt_is_vol() { [ -d "$CBT_RUN/vol-$1" ]; }
 # Every serial cbt-ctl knows: dm-era's disks and the disks holding volumes.
 cbt_known_disks() { { for s in $CBT_DISKS; do echo "$s"; done; cbt_vol_disks; } | awk '!seen[$0]++'; }
-cbt_era_disk() { [ "$CBT_TRACKER" = dm-era ] && for d in $CBT_DISKS; do [ "$d" = "$1" ] && return 0; done; return 1; }
+cbt_era_disk() {
+  local x
+  [ "$CBT_TRACKER" = dm-era ] || return 1
+  for x in $CBT_DISKS; do [ "$x" = "$1" ] && return 0; done
+  return 1
+}
 cbt_late() { [ "$CBT_TRACKER_VARIANT" = late-attach ]; }
 
 cbt_mknode() { # dm name -> /dev/mapper/name
@@ -330,6 +335,10 @@ cbtf_load() {
   cbtf_vars
   mkdir -p "$CBT_CBTF"
   cbtf_put state loading
+  case "$SHIFT:$CBT_CBTF_BLOCK" in
+    1[2-9]:*|2[0-4]:*) [ $((1 << SHIFT)) = "$CBT_CBTF_BLOCK" ] ;;
+    *) false ;;
+  esac || { cbtf_fail "CBT_CBTF_BLOCK=$CBT_CBTF_BLOCK is not a power of two in 4096..16777216"; return 1; }
   [ "$(cbt_vget "$FV" fs)" = ntfs ] || { cbtf_fail "the CBTF file's volume $FV is not NTFS"; return 1; }
   cbtf_locate || return 1
   raw="$(cbtf_raw "$FS")"
@@ -344,6 +353,7 @@ cbtf_load() {
     cbtf_put epoch "$cbtf_epoch"
     cbtf_put sequence "$cbtf_sequence"
     flags=0
+    cbtf_put lost 0
     cbt_log "cbtf-ref: $FPATH valid (generation $cbtf_generation, sequence $cbtf_sequence, $(wc -l <"$CBT_CBTF/base") blocks in the base)"
   else
     cbtf_put generation "$(cbtf-tool guid)"
@@ -351,6 +361,7 @@ cbtf_load() {
     cbtf_put sequence "${cbtf_sequence:-0}"
     : >"$CBT_CBTF/base"
     flags=2
+    cbtf_put lost 1
     cbt_log "cbtf-ref: $FPATH not trusted (${cbtf_reason:-$(cat "$CBT_RUN/err")}): new generation, tracking lost until the next checkpoint"
   fi
   [ "$CBT_TRACKER_VARIANT" = stale-clean ] && flags=$((flags | 1))
@@ -389,6 +400,7 @@ cbtf_checkpoint() {
   [ "$(cbtf_val state)" = active ] || { echo "cbt-ctl: checkpoint: cbtf-ref is $(cbtf_val state)" >&2; return 1; }
   dmsetup message "era-$TV" 0 checkpoint || return 1
   cbtf_put baseEra "$(cbtf_era)"
+  cbtf_put lost 0
   : >"$CBT_CBTF/base"
   : >"$CBT_CBTF/blocks"
   cbtf_put epoch $(($(cbtf_val epoch) + 1))
@@ -438,7 +450,8 @@ cbtf_persist() {
   if [ "$CBT_TRACKER_VARIANT" = resize-blind ]; then
     awk -v n="$(cbtf_val loadBlocks)" '$1 < n' "$CBT_CBTF/blocks" >"$CBT_CBTF/blocks.tmp" && mv "$CBT_CBTF/blocks.tmp" "$CBT_CBTF/blocks"
   fi
-  cbtf_write 1 || return 1
+  # TRACKING_LOST stays until the next checkpoint (a load without a trusted prior state).
+  cbtf_write $((1 | ($(cbtf_val lost) == 1 ? 2 : 0))) || return 1
   cbtf_put state persisted
   cbt_log "cbtf-ref: persisted $(wc -l <"$CBT_CBTF/blocks") blocks of $TV (sequence $(cbtf_val sequence), $1)"
 }
