@@ -111,10 +111,11 @@ export class LinuxRefAdapter implements GuestAdapter {
 
   async reattached(disk: GuestDisk, opts: GuestCallOptions = {}): Promise<void> {
     if (this.#opts.trackedInGuest === false) return;
-    // The device came back under the same serial: tear the stale dm-era stack down (if any) and
-    // load tracking again on the existing metadata.
-    await this.run(`cbt-ctl offline ${shellWord(disk.serial)} || true`, 'offline', opts);
-    await this.online(disk, opts);
+    // The device came back under the same serial after an unplug no hook saw: the guest tears the
+    // stale stack down without persisting and loads tracking again (dm-era on its metadata;
+    // cbtf-ref from a file that is not clean).
+    this.#space.clear();
+    this.#answerPhases(await this.run(`cbt-ctl reattach ${shellWord(disk.serial)}`, 'online', opts));
   }
 
   async reboot(opts: GuestCallOptions = {}): Promise<void> {

@@ -465,6 +465,12 @@ cbtf_hook() { # name [serial]
       fi ;;
     post-fs)
       if [ "$(cbtf_val state)" = active ]; then cbtf_persist teardown; else cbtf_teardown; fi ;;
+    gone)
+      # No callback came before the device went: nothing is written, the state is dropped.
+      [ "$2" = "$TS" ] || return 0
+      cbtf_teardown
+      cbtf_put state offline
+      cbt_log "cbtf-ref: $TV came back after an unplug without a hook: in-memory state dropped" ;;
     offline|remove)
       [ "$2" = "$TS" ] || return 0
       if [ "$1" = offline ] && [ "$CBT_TRACKER_VARIANT" = no-persist-offline ]; then
