@@ -113,6 +113,13 @@ export interface GuestAdapter {
   files?(volume: GuestDisk, plan: readonly FilePlanOp[], opts?: GuestCallOptions): Promise<void>;
   /** The host grew the disk to `bytes`: the guest rescans it and grows its last volume, file system and tracker. */
   resize?(disk: GuestDisk, bytes: number, opts?: GuestCallOptions): Promise<void>;
+  /**
+   * A backup product's snapshot of a tracker whose claim is in guest memory: hold the tracked
+   * volume's writes and persist the current claim, so the host reads it offline (then `thaw`).
+   */
+  freeze?(disk: GuestDisk, opts?: GuestCallOptions): Promise<void>;
+  /** Undo `freeze`: the on-disk state says "not clean" again and the writes go on. */
+  thaw?(disk: GuestDisk, opts?: GuestCallOptions): Promise<void>;
   /** Shutdown-order and teardown phases the guest reported since the last call (oldest first). */
   takePhases?(): Promise<GuestPhase[]>;
   /** Classify what the ACPI power button will do, before a `powerbutton` fault. */

@@ -167,6 +167,14 @@ export class LinuxRefAdapter implements GuestAdapter {
     return all;
   }
 
+  async freeze(disk: GuestDisk, opts?: GuestCallOptions): Promise<void> {
+    await this.run(`cbt-ctl freeze ${shellWord(disk.serial)}`, 'probe', opts);
+  }
+
+  async thaw(disk: GuestDisk, opts?: GuestCallOptions): Promise<void> {
+    await this.run(`cbt-ctl thaw ${shellWord(disk.serial)}`, 'probe', opts);
+  }
+
   async files(volume: GuestDisk, plan: readonly FilePlanOp[], opts?: GuestCallOptions): Promise<void> {
     const v = shellWord(volume.serial);
     const ops = plan.length;

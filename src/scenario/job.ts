@@ -443,10 +443,23 @@ export class JobRunner {
     const expect = this.spec.expect ?? expectOverride ?? this.scenario.expect;
     const targets = this.state.verifyTargets(diskId);
     const running = this.#vm?.running ?? false;
-    if (running) await this.#vm!.pause();
-    this.#rememberTops();
+    // A claim held in guest memory is persisted first, with the tracked volume's writes held.
+    const a = this.#adapter;
+    const freeze = running && this.tracker.verifyFreeze === true;
+    if (freeze && (!a.freeze || !a.thaw)) throw new StepError(`tracker ${this.tracker.name} needs the ${a.os} guest to freeze a volume for verify`);
+    const frozen: string[] = [];
+    let paused = false;
     let failure: string | null = null;
     try {
+      for (const d of freeze ? targets : []) {
+        await a.freeze!(guestDisk(d.spec.id), { signal: this.#signal });
+        frozen.push(d.spec.id);
+      }
+      if (running) {
+        await this.#vm!.pause();
+        paused = true;
+      }
+      this.#rememberTops();
       for (const d of targets) {
         const epoch = this.state.epoch(d.spec.id)!;
         const top = this.#tops.get(d.spec.id)!;
@@ -464,7 +477,8 @@ export class JobRunner {
         if (!ok && !failure) failure = `epoch ${epoch.index} (${d.spec.id}): ${r.verdict}${r.reason ? ` (${r.reason})` : ''}, expected ${expect.join(' or ')}; ${r.missedBlocks} missed of ${r.changedBlocks} changed blocks`;
       }
     } finally {
-      if (running) await this.#vm!.resume();
+      if (paused) await this.#vm!.resume();
+      for (const id of frozen) await a.thaw!(guestDisk(id), { signal: this.#signal });
     }
     if (failure) throw new StepError(failure);
   }

@@ -70,7 +70,6 @@ export class JobState {
   #sessionFromPowercut = false;
   #cleanExitSinceEpoch = false;
   #powercutSinceEpoch = false;
-  #crashSinceEpoch = false;
 
   /** `tracked`: the disks the tracker tracks (default: all). */
   constructor(disks: readonly DiskSpec[], verifyRule: VerifyRule = () => null, tracked?: readonly string[]) {
@@ -103,7 +102,7 @@ export class JobState {
   }
 
   session(): SessionFacts {
-    return { running: this.#running, sessionFromPowercut: this.#sessionFromPowercut, cleanExitSinceEpoch: this.#cleanExitSinceEpoch, powercutSinceEpoch: this.#powercutSinceEpoch, crashSinceEpoch: this.#crashSinceEpoch };
+    return { running: this.#running, sessionFromPowercut: this.#sessionFromPowercut, cleanExitSinceEpoch: this.#cleanExitSinceEpoch, powercutSinceEpoch: this.#powercutSinceEpoch };
   }
 
   /** The next epoch's index (0, 1, …), counted over the whole job. */
@@ -193,7 +192,6 @@ export class JobState {
     this.#open.set(e.disk, e);
     this.#cleanExitSinceEpoch = false;
     this.#powercutSinceEpoch = false;
-    this.#crashSinceEpoch = false;
   }
 
   /** `step` succeeded: apply what it changed. */
@@ -228,7 +226,6 @@ export class JobState {
       case 'powercut':
         this.#sessionFromPowercut = true;
         this.#powercutSinceEpoch = true;
-        this.#crashSinceEpoch = true;
         this.#restoreAfterBoot();
         return;
       case 'start':
@@ -237,9 +234,6 @@ export class JobState {
         this.#restoreAfterBoot();
         return;
       case 'reset':
-        this.#crashSinceEpoch = true;
-        this.#restoreAfterBoot();
-        return;
       case 'reboot':
         this.#restoreAfterBoot();
         return;

@@ -4,7 +4,8 @@
  * guest memory only (dm-era over the tracked volume, its metadata on a RAM disk), the CBTF file
  * found or pre-allocated on an NTFS volume at load, its extents learned from the file system, CLEAN
  * cleared on disk through them before any write passes, and the bitmap persisted raw to those
- * extents at `post-fs` (after the file systems unmounted), `offline` and `remove`.
+ * extents at `post-fs` (after the file systems unmounted), `offline` and `remove`. Verify of a
+ * running guest freezes the tracked volume and has the claim persisted first (`cbt-ctl freeze`).
  *
  * Its known-bad variants are the real CBT bugs of ../shared/CBT-BUGS.md, each wrong in one way.
  * Verify reads the file with the ordinary `cbtf` decoder: no special path for this tracker.
@@ -112,12 +113,10 @@ export const cbtfRefTracker: Tracker = {
     if (guestEpochId === undefined) throw new TypeError(`cbtf-ref: no generation from the guest's checkpoint of ${diskId}`);
     return guestEpochId;
   },
-  verifyRefusal(s) {
-    // A correct tracker clears CLEAN again as soon as it loads, so a running guest's file always
-    // reads "not clean": only a crash since the epoch makes that the honest answer to judge.
-    if (s.running && !s.crashSinceEpoch) {
-      return 'cbtf-ref persists its file at an orderly stop and clears CLEAN again when it loads: verify a cbtf-ref epoch after a shutdown (or after a power cut or reset)';
-    }
+  // A correct tracker clears CLEAN again as soon as it loads, so the file of a running guest
+  // always reads "not clean": verify asks it for its claim the way a backup product does.
+  verifyFreeze: true,
+  verifyRefusal() {
     return null;
   },
   verifyPlan(epoch, _session, o) {

@@ -58,8 +58,6 @@ export interface SessionFacts {
   cleanExitSinceEpoch: boolean;
   /** A power cut happened since the epoch began. */
   powercutSinceEpoch: boolean;
-  /** A power cut or a hard reset happened since the epoch began: the guest's memory was lost without a shutdown. */
-  crashSinceEpoch: boolean;
 }
 
 /** One epoch of one disk, as the tracker needs it to verify. */
@@ -97,6 +95,12 @@ export interface Tracker {
   readonly knownBad: readonly KnownBadVariant[];
   /** A checkpoint step runs the guest's checkpoint command (else the epoch is the host's alone). */
   readonly guestCheckpoint: boolean;
+  /**
+   * Its claim of a running guest is in guest memory: verify first asks the guest to freeze the
+   * tracked volume and persist the claim (a backup product's VSS snapshot and query), and thaws
+   * it after the images were read. False: the claim on disk is always current (or the host's).
+   */
+  readonly verifyFreeze?: boolean;
   /**
    * Checks the options against the scenario's disks and volumes (e.g. that a named volume exists
    * and has the right file system); a message naming the problem, or null.

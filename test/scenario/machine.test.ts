@@ -125,13 +125,13 @@ test('qemu-bitmap: verify while QEMU runs is refused unless this QEMU is a power
   t.regex(s.refusal(verify()) ?? '', /QEMU stores persistent bitmaps only when it exits/);
   s.after(plain('powercut'));
   t.is(s.refusal(verify()), null, 'right after a power cut the image tells the truth (absent or in_use)');
-  t.deepEqual(s.session(), { running: true, sessionFromPowercut: true, cleanExitSinceEpoch: false, powercutSinceEpoch: true, crashSinceEpoch: true });
+  t.deepEqual(s.session(), { running: true, sessionFromPowercut: true, cleanExitSinceEpoch: false, powercutSinceEpoch: true });
   s.after(plain('shutdown'), { cleanExit: true });
   t.is(s.refusal(verify()), null, 'stopped: verify reads what QEMU stored');
   s.after(plain('start'));
   t.regex(s.refusal(verify()) ?? '', /only when it exits/, 'a fresh QEMU after a clean exit holds the bitmap again');
   open(s);
-  t.deepEqual(s.session(), { running: true, sessionFromPowercut: false, cleanExitSinceEpoch: false, powercutSinceEpoch: false, crashSinceEpoch: false }, 'a new epoch clears what happened before it');
+  t.deepEqual(s.session(), { running: true, sessionFromPowercut: false, cleanExitSinceEpoch: false, powercutSinceEpoch: false }, 'a new epoch clears what happened before it');
 });
 
 test('qemu-bitmap: a power cut since the checkpoint survives a later clean shutdown and restart, so verify judges the lost bitmap RESYNC', (t) => {
@@ -205,16 +205,4 @@ test('files needs its volume mounted; resize grows the size verify uses', (t) =>
   s.after(step({ kind: 'resize', disk: 'data0', size: 512 << 20 }));
   t.is(s.disk('data0').size, 512 << 20);
   t.is(s.disk('data0').spec.size, 256 << 20, 'the scenario keeps its declared size');
-});
-
-test('a reset since the epoch is a crash (the guest lost its memory) but not a power cut; a new epoch forgets it', (t) => {
-  const s = new JobState(disks);
-  s.booted();
-  s.epochOpened({ index: 0, disk: 'data0', base: 'b', id: '1', startedAt: 'now' });
-  s.after(step({ kind: 'reboot' }));
-  t.false(s.session().crashSinceEpoch, 'an orderly reboot is no crash');
-  s.after(step({ kind: 'reset' }));
-  t.like(s.session(), { crashSinceEpoch: true, powercutSinceEpoch: false, sessionFromPowercut: false });
-  s.epochOpened({ index: 1, disk: 'data0', base: 'b2', id: '2', startedAt: 'now' });
-  t.false(s.session().crashSinceEpoch);
 });

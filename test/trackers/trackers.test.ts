@@ -2,7 +2,7 @@
 import test from 'ava';
 import { BUILTIN_TRACKERS, cbtfRefTracker, cbtfTracker, dmEraTracker, qemuBitmapTracker, trackerFor, trackerOptionProblems, type HostTracking, type SessionFacts } from '../../src/trackers/index.ts';
 
-const idle: SessionFacts = { running: false, sessionFromPowercut: false, cleanExitSinceEpoch: true, powercutSinceEpoch: false, crashSinceEpoch: false };
+const idle: SessionFacts = { running: false, sessionFromPowercut: false, cleanExitSinceEpoch: true, powercutSinceEpoch: false };
 
 test('the registry knows the built-in trackers and takes a path as a plugin', (t) => {
   t.deepEqual([...BUILTIN_TRACKERS.keys()], ['dm-era', 'qemu-bitmap', 'cbtf', 'cbtf-ref']);
@@ -71,8 +71,9 @@ test('cbtf-ref: linux-ref only; the guest gets the file, the tracked volume, gra
     ['flush-before-fs', 'stale-clean', 'late-attach', 'resize-blind', 'no-persist-offline', 'tracks-own-file'],
   );
   t.is(cbtfRefTracker.verifyRefusal(idle), null, 'after a shutdown the file is what the tracker persisted');
-  t.regex(cbtfRefTracker.verifyRefusal({ ...idle, running: true }) ?? '', /verify a cbtf-ref epoch after a shutdown/);
-  t.is(cbtfRefTracker.verifyRefusal({ ...idle, running: true, crashSinceEpoch: true }), null, 'after a crash, what the file says is the answer');
+  t.is(cbtfRefTracker.verifyRefusal({ ...idle, running: true }), null, 'a running guest is frozen for verify');
+  t.true(cbtfRefTracker.verifyFreeze, 'its claim of a running guest is in guest memory');
+  t.falsy(dmEraTracker.verifyFreeze);
   for (const k of cbtfRefTracker.knownBad) t.regex(k.source, /CBT-BUGS\.md row/, `${k.options.variant} cites its real bug`);
   t.regex(cbtfRefTracker.checkLayout!({ ...o, tracked: 'data1p1' }, layout) ?? '', /tracked volume `data1p1` is not declared/);
   const twoDisks = [layout[0], { id: 'data1', size: 1 << 30, volumes: [{ id: 'data1p1', index: 1, fs: 'none' as const, size: null }] }];

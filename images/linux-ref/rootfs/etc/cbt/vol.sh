@@ -486,6 +486,30 @@ cbtf_hook() { # name [serial]
   esac
 }
 
+# A backup product's snapshot (VSS freeze, then the query of the driver): writes to the tracked
+# volume are held (dm suspend without a file-system freeze: in-flight I/O completes, new I/O
+# waits), the current claim (base ∪ this boot's changes) is persisted as at an orderly stop, CLEAN
+# set, so the host can read it offline while the VM is paused. `thaw` writes the header with CLEAN
+# cleared again (a crash after it must still give RESYNC) and lets the writes go.
+cbtf_freeze() {
+  cbtf_vars
+  [ "$(cbtf_val state)" = active ] || { echo "cbt-ctl: freeze: cbtf-ref is $(cbtf_val state)" >&2; return 1; }
+  dmsetup suspend --nolockfs "vol-$TV" 2>"$CBT_RUN/err" || { echo "cbt-ctl: freeze: suspend vol-$TV: $(cat "$CBT_RUN/err")" >&2; return 1; }
+  cbtf_persist live || { dmsetup resume "vol-$TV"; return 1; }
+  cbtf_put state frozen
+}
+
+cbtf_thaw() {
+  local flags
+  cbtf_vars
+  [ "$(cbtf_val state)" = frozen ] || { echo "cbt-ctl: thaw: cbtf-ref is $(cbtf_val state), not frozen" >&2; return 1; }
+  flags=$(($(cbtf_val lost) == 1 ? 2 : 0))
+  [ "$CBT_TRACKER_VARIANT" = stale-clean ] && flags=$((flags | 1))
+  cbtf_write "$flags" || { dmsetup resume "vol-$TV"; return 1; }
+  cbtf_put state active
+  dmsetup resume "vol-$TV"
+}
+
 cbtf_status_json() {
   cbtf_vars
   printf '{"serial":"%s","tracker":"cbtf-ref","volume":"%s","state":"%s","variant":"%s","generation":"%s","epochId":"%s","sequence":"%s","flags":%s,"era":%s,"fileExtents":%s,"bitmapBlocks":%s,"blockBytes":%s}\n' \
