@@ -427,7 +427,8 @@ cbtf_teardown() {
 cbtf_persist() {
   local base extra="" meta
   [ "$(cbtf_val state)" = active ] || return 0
-  cbtf_put serial "$(cbtf_serial)"
+  # (freeze reads the serial itself, before vol- is suspended: a read of it would wait forever.)
+  [ -n "$CBTF_SERIAL_KNOWN" ] || cbtf_put serial "$(cbtf_serial)"
   if [ "$1" = teardown ]; then
     cbtf_teardown || { cbtf_fail "tear-down before persist failed"; return 1; }
   else
@@ -494,8 +495,11 @@ cbtf_hook() { # name [serial]
 cbtf_freeze() {
   cbtf_vars
   [ "$(cbtf_val state)" = active ] || { echo "cbt-ctl: freeze: cbtf-ref is $(cbtf_val state)" >&2; return 1; }
+  cbtf_put serial "$(cbtf_serial)"
   dmsetup suspend --nolockfs "vol-$TV" 2>"$CBT_RUN/err" || { echo "cbt-ctl: freeze: suspend vol-$TV: $(cat "$CBT_RUN/err")" >&2; return 1; }
-  cbtf_persist live || { dmsetup resume "vol-$TV"; return 1; }
+  CBTF_SERIAL_KNOWN=1
+  cbtf_persist live || { CBTF_SERIAL_KNOWN=; dmsetup resume "vol-$TV"; return 1; }
+  CBTF_SERIAL_KNOWN=
   cbtf_put state frozen
 }
 
