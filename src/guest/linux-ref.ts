@@ -43,8 +43,6 @@ export class LinuxRefAdapter implements GuestAdapter {
   readonly #opts: LinuxRefAdapterOptions;
   readonly #recorder = new CommandRecorder();
   #shell: GuestShell | null = null;
-  /** Phases from command answers (offline, disable) not yet taken. */
-  #phases: GuestPhase[] = [];
   /** Write spaces by serial; valid until the tracker or the guest restarts (any reconnect). */
   readonly #space = new Map<string, { size: number; align: number }>();
 
@@ -115,7 +113,7 @@ export class LinuxRefAdapter implements GuestAdapter {
     // stale stack down without persisting and loads tracking again (dm-era on its metadata;
     // cbtf-ref from a file that is not clean).
     this.#space.clear();
-    this.#answerPhases(await this.run(`cbt-ctl reattach ${shellWord(disk.serial)}`, 'online', opts));
+    await this.run(`cbt-ctl reattach ${shellWord(disk.serial)}`, 'online', opts);
   }
 
   async reboot(opts: GuestCallOptions = {}): Promise<void> {
@@ -133,38 +131,31 @@ export class LinuxRefAdapter implements GuestAdapter {
 
   async offline(disk: GuestDisk, opts?: GuestCallOptions): Promise<void> {
     this.#space.clear();
-    this.#answerPhases(await this.run(`cbt-ctl offline ${shellWord(disk.serial)}`, 'offline', opts));
+    await this.run(`cbt-ctl offline ${shellWord(disk.serial)}`, 'offline', opts);
   }
 
   async online(disk: GuestDisk, opts?: GuestCallOptions): Promise<void> {
     this.#space.clear();
-    this.#answerPhases(await this.run(`cbt-ctl online ${shellWord(disk.serial)}`, 'online', opts));
+    await this.run(`cbt-ctl online ${shellWord(disk.serial)}`, 'online', opts);
   }
 
   async disable(disk: GuestDisk, opts?: GuestCallOptions): Promise<void> {
     this.#space.clear();
-    this.#answerPhases(await this.run(`cbt-ctl disable ${shellWord(disk.serial)}`, 'disable', opts));
+    await this.run(`cbt-ctl disable ${shellWord(disk.serial)}`, 'disable', opts);
   }
 
   async enable(disk: GuestDisk, opts?: GuestCallOptions): Promise<void> {
     this.#space.clear();
-    this.#answerPhases(await this.run(`cbt-ctl enable ${shellWord(disk.serial)}`, 'enable', opts));
+    await this.run(`cbt-ctl enable ${shellWord(disk.serial)}`, 'enable', opts);
   }
 
-  #answerPhases(out: string): void {
-    for (const j of LinuxRefAdapter.#json(out)) {
-      if (!Array.isArray(j.phases)) continue;
-      for (const p of j.phases as Array<{ phase?: unknown; uptime?: unknown }>) {
-        if (typeof p?.phase === 'string' && typeof p.uptime === 'number') this.#phases.push({ phase: p.phase, uptimeS: p.uptime });
-      }
-    }
-  }
-
+  /**
+   * The console is the one source: every phase prints a marker there, also those whose command
+   * answer never comes back (reboot, shutdown, the ACPI power button). The `phases` of the
+   * offline/disable answers repeat the same markers and are not read.
+   */
   async takePhases(): Promise<GuestPhase[]> {
-    const fromConsole = this.#opts.newConsoleText ? parsePhaseMarkers(await this.#opts.newConsoleText()) : [];
-    const all = [...this.#phases, ...fromConsole];
-    this.#phases = [];
-    return all;
+    return this.#opts.newConsoleText ? parsePhaseMarkers(await this.#opts.newConsoleText()) : [];
   }
 
   async freeze(disk: GuestDisk, opts?: GuestCallOptions): Promise<void> {
