@@ -13,6 +13,7 @@ import test from 'ava';
 import { parseCbtfHeader, CBTF_FLAG_CLEAN, CBTF_FLAG_TRACKING_LOST, type CbtfHeader } from '../../src/cbt/cbtf/format.ts';
 import { crc32c } from '../../src/cbt/crc32c.ts';
 import { LINUX_REF_MARKERS } from '../../src/guest/linux-ref-image.ts';
+import { linuxRefSetupText } from '../../src/guest/linux-ref-setup.ts';
 import { qemuImg, tempDir } from '../helpers/tools.ts';
 import { bootGuest, jsonLines } from '../helpers/vm-guest.ts';
 
@@ -97,6 +98,19 @@ async function phases(consoleLog: string): Promise<string[]> {
   return [...text.matchAll(/CBT-PHASE (\S+) [\d.]+/g)].map((m) => m[1]);
 }
 
+/** cbtf-ref on data0: the CBTF file on a 64 MiB NTFS partition 1, tracking partition 2 (the rest), as the host writes it. */
+function cbtfSetup(variant: string, trackedFs: 'ext4' | 'none'): string {
+  return linuxRefSetupText({
+    tracker: 'cbtf-ref',
+    variant,
+    volumes: [
+      { serial: 'data0', index: 1, fs: 'ntfs', size: 64 << 20 },
+      { serial: 'data0', index: 2, fs: trackedFs, size: null },
+    ],
+    cbtf: { file: { serial: 'data0', index: 1, path: '/cbt/cbt.bin' }, tracked: { serial: 'data0', index: 2 }, blockBytes: 65536 },
+  });
+}
+
 test.serial('volumes: the first boot makes GPT + NTFS + ext4 inside the dm-era space, a reboot keeps them, file plans on both', async (t) => {
   const dir = await workDir('cbt-vol-a-');
   const data0 = await disk(dir, 'data0', '512M');
@@ -161,14 +175,7 @@ test.serial('volumes: the first boot makes GPT + NTFS + ext4 inside the dm-era s
 test.serial('cbtf-ref: CLEAN clear after load; an orderly shutdown persists exactly the written blocks; resize grows partition and bitmap', async (t) => {
   const dir = await workDir('cbt-vol-b-');
   const data0 = await disk(dir, 'data0', '256M');
-  const setup = [
-    'CBT_TRACKER=cbtf-ref',
-    'CBT_TRACKER_VARIANT=normal',
-    'CBT_VOLUMES="data0:1:ntfs:67108864 data0:2:none:0"',
-    'CBT_CBTF_FILE="data0:1:/cbt/cbt.bin"',
-    'CBT_CBTF_TRACKED="data0:2"',
-    'CBT_CBTF_BLOCK=65536',
-  ].join('\n');
+  const setup = cbtfSetup('normal', 'none');
   const g = await bootGuest(t, { runId: 'vol-b', vmId: 'vm', logDir: dir, setup, untracked: ['data0'], disks: [{ id: 'data0', path: data0, bus: 'virtio-blk' }] });
   await g.sh('cbt-ctl wait-ready 180');
   const vols = jsonLines<Volume>(await g.sh('cbt-ctl volumes'));
@@ -232,13 +239,7 @@ test.serial('cbtf-ref: CLEAN clear after load; an orderly shutdown persists exac
 test.serial('flush-before-fs (known-bad): persists at pre-fs, so the unmount writes of ext4 are missing from the bitmap', async (t) => {
   const dir = await workDir('cbt-vol-c-');
   const data0 = await disk(dir, 'data0', '256M');
-  const setup = [
-    'CBT_TRACKER=cbtf-ref',
-    'CBT_TRACKER_VARIANT=flush-before-fs',
-    'CBT_VOLUMES="data0:1:ntfs:67108864 data0:2:ext4:0"',
-    'CBT_CBTF_FILE="data0:1:/cbt/cbt.bin"',
-    'CBT_CBTF_TRACKED="data0:2"',
-  ].join('\n');
+  const setup = cbtfSetup('flush-before-fs', 'ext4');
   const g = await bootGuest(t, { runId: 'vol-c', vmId: 'vm', logDir: dir, setup, untracked: ['data0'], disks: [{ id: 'data0', path: data0, bus: 'virtio-blk' }] });
   await g.sh('cbt-ctl wait-ready 180');
   const vols = jsonLines<Volume>(await g.sh('cbt-ctl volumes'));
@@ -285,13 +286,7 @@ test.serial('flush-before-fs (known-bad): persists at pre-fs, so the unmount wri
 test.serial('stale-clean (known-bad): after a power cut the file still claims a CLEAN bitmap that lacks the writes', async (t) => {
   const dir = await workDir('cbt-vol-d-');
   const data0 = await disk(dir, 'data0', '256M');
-  const setup = [
-    'CBT_TRACKER=cbtf-ref',
-    'CBT_TRACKER_VARIANT=stale-clean',
-    'CBT_VOLUMES="data0:1:ntfs:67108864 data0:2:none:0"',
-    'CBT_CBTF_FILE="data0:1:/cbt/cbt.bin"',
-    'CBT_CBTF_TRACKED="data0:2"',
-  ].join('\n');
+  const setup = cbtfSetup('stale-clean', 'none');
   const g = await bootGuest(t, { runId: 'vol-d', vmId: 'vm', logDir: dir, setup, untracked: ['data0'], disks: [{ id: 'data0', path: data0, bus: 'virtio-blk' }] });
   await g.sh('cbt-ctl wait-ready 180');
   const vols = jsonLines<Volume>(await g.sh('cbt-ctl volumes'));
